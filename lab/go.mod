@@ -1,0 +1,3 @@
+module pingpong/lab
+
+go 1.24

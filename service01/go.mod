@@ -1,0 +1,5 @@
+module pingpong/service01
+
+go 1.24
+
+require github.com/rabbitmq/amqp091-go v1.16.0 // indirect
