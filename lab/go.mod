@@ -1,3 +1,3 @@
 module pingpong/lab
 
-go 1.24
+go 1.26
