@@ -1,0 +1,62 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is what the runner needs to know to start the lab natively. The
+// services read the rest of the environment themselves (see .env.example).
+type Config struct {
+	GatewayPort    int    `env:"GATEWAY_PORT" envDefault:"8000"`
+	Service01Port  int    `env:"SERVICE01_PORT" envDefault:"8001"`
+	Service02Port  int    `env:"SERVICE02_PORT" envDefault:"8002"`
+	RabbitMQPort   int    `env:"RABBITMQ_PORT" envDefault:"5672"`
+	ManagementPort int    `env:"RABBITMQ_MANAGEMENT_PORT" envDefault:"15672"`
+	RabbitMQUser   string `env:"RABBITMQ_DEFAULT_USER" envDefault:"lab"`
+	RabbitMQPass   string `env:"RABBITMQ_DEFAULT_PASS" envDefault:"lab"`
+}
+
+// loadConfig reads the runner's configuration from environ (KEY=value
+// pairs) and reports every problem at once, one line each.
+func loadConfig(environ []string) (Config, error) {
+	var cfg Config
+	err := env.ParseWithOptions(&cfg, env.Options{Environment: env.ToMap(environ)})
+	var problems []string
+	var aggregate env.AggregateError
+	if errors.As(err, &aggregate) {
+		for _, e := range aggregate.Errors {
+			problems = append(problems, e.Error())
+		}
+	} else if err != nil {
+		problems = append(problems, err.Error())
+	}
+	for _, p := range cfg.ports() {
+		if err == nil && (p.port < 1 || p.port > 65535) {
+			problems = append(problems, fmt.Sprintf("%s: must be a port number from 1 to 65535, got %d", p.name, p.port))
+		}
+	}
+	if len(problems) > 0 {
+		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
+	}
+	return cfg, nil
+}
+
+// namedPort is a port and the variable that sets it, for error messages.
+type namedPort struct {
+	name string
+	port int
+}
+
+func (c Config) ports() []namedPort {
+	return []namedPort{
+		{"GATEWAY_PORT", c.GatewayPort},
+		{"SERVICE01_PORT", c.Service01Port},
+		{"SERVICE02_PORT", c.Service02Port},
+		{"RABBITMQ_PORT", c.RabbitMQPort},
+		{"RABBITMQ_MANAGEMENT_PORT", c.ManagementPort},
+	}
+}

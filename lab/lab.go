@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// partOrder is the order the parts start in; they stop in reverse.
+var partOrder = []string{"rabbitmq", "service01", "service02", "nginx"}
+
+// Lab is a native run of the whole lab, or of a subset of its parts.
+type Lab struct {
+	cfg        Config
+	root       string    // the repository
+	state      string    // the runner's folder: data, logs, binaries, rendered config
+	env        []string  // the environment the services get
+	echo       io.Writer // where the services' and nginx's output is echoed; nil for none
+	buildFlags []string  // extra go build flags (the tests add -race)
+
+	rabbit   *rabbitmq
+	services map[string]*service
+	gateway  *nginx
+	started  []string // the parts started, in order
+}
+
+// labOptions are the choices a Lab is made with beyond Config.
+type labOptions struct {
+	root, state string
+	env         []string
+	echo        io.Writer
+	buildFlags  []string
+	// The Erlang ports of the broker; zero picks RabbitMQ's convention
+	// (distribution on the AMQP port + 20000) and the AMQP port + 30000 for
+	// the node's own epmd, so a second lab on other ports never collides.
+	distPort, epmdPort int
+}
+
+func newLab(cfg Config, o labOptions) *Lab {
+	if o.distPort == 0 {
+		o.distPort = cfg.RabbitMQPort + 20000
+	}
+	if o.epmdPort == 0 {
+		o.epmdPort = cfg.RabbitMQPort + 30000
+	}
+	l := &Lab{cfg: cfg, root: o.root, state: o.state, env: o.env, echo: o.echo, buildFlags: o.buildFlags}
+	l.rabbit = &rabbitmq{
+		dir:      filepath.Join(o.state, "rabbitmq-"+strconv.Itoa(cfg.RabbitMQPort)),
+		confDir:  filepath.Join(o.root, "rabbitmq"),
+		amqpPort: cfg.RabbitMQPort,
+		mgmtPort: cfg.ManagementPort,
+		distPort: o.distPort,
+		epmdPort: o.epmdPort,
+		user:     cfg.RabbitMQUser,
+		pass:     cfg.RabbitMQPass,
+	}
+	l.services = map[string]*service{
+		"service01": l.newService("service01", cfg.Service01Port),
+		"service02": l.newService("service02", cfg.Service02Port),
+	}
+	l.gateway = &nginx{
+		dir:      filepath.Join(o.state, "nginx-"+strconv.Itoa(cfg.GatewayPort)),
+		template: filepath.Join(o.root, "nginx", "templates", "gateway.conf.template"),
+		vars:     gatewayVars(cfg, l.logPath("gateway-access")+" lab_json"),
+	}
+	return l
+}
+
+func (l *Lab) newService(name string, port int) *service {
+	env := append(slices.Clone(l.env),
+		// Natively the services listen on the loopback only; nginx is the
+		// way in, as in compose.
+		"LISTEN_HOST=127.0.0.1",
+		strings.ToUpper(name)+"_PORT="+strconv.Itoa(port),
+	)
+	return &service{name: name, bin: binPath(l.state, name), dir: l.root, env: env, port: port}
+}
+
+func (l *Lab) logPath(part string) string {
+	return filepath.Join(l.state, "logs", part+".log")
+}
+
+// parseParts checks the names of the parts to start and puts them in start
+// order; none means all.
+func parseParts(args []string) ([]string, error) {
+	if len(args) == 0 {
+		return partOrder, nil
+	}
+	var parts []string
+	for _, name := range partOrder {
+		if slices.Contains(args, name) {
+			parts = append(parts, name)
+		}
+	}
+	for _, a := range args {
+		if !slices.Contains(partOrder, a) {
+			return nil, fmt.Errorf("unknown part %q: the parts are %s", a, strings.Join(partOrder, ", "))
+		}
+	}
+	return parts, nil
+}
+
+// Start starts the parts in order, each ready before the next. If one fails,
+// the ones already started are stopped and the error says which failed.
+func (l *Lab) Start(ctx context.Context, parts []string) (err error) {
+	defer func() {
+		if err != nil {
+			l.Stop()
+		}
+	}()
+	if err := os.MkdirAll(filepath.Join(l.state, "logs"), 0o755); err != nil {
+		return err
+	}
+	if err := l.checkPorts(parts); err != nil {
+		return err
+	}
+	if slices.Contains(parts, "rabbitmq") {
+		// The services find the lab's broker on the loopback, where it listens.
+		for _, s := range l.services {
+			s.env = append(s.env, "RABBITMQ_HOST=127.0.0.1", "RABBITMQ_PORT="+strconv.Itoa(l.cfg.RabbitMQPort))
+		}
+	}
+	var toBuild []string
+	for _, p := range parts {
+		if l.services[p] != nil {
+			toBuild = append(toBuild, p)
+		}
+	}
+	if err := buildServices(ctx, l.root, filepath.Join(l.state, "bin"), l.buildFlags, toBuild...); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if err := l.startPart(ctx, p); err != nil {
+			return err
+		}
+		l.started = append(l.started, p)
+	}
+	return nil
+}
+
+func (l *Lab) startPart(ctx context.Context, part string) error {
+	switch part {
+	case "rabbitmq":
+		if err := l.rabbit.start(); err != nil {
+			return err
+		}
+		err := l.rabbit.waitReady(ctx, 90*time.Second)
+		if err != nil {
+			l.rabbit.stop()
+		}
+		return err
+	case "nginx":
+		if err := l.gateway.start(l.logPath("nginx"), l.echo); err != nil {
+			return err
+		}
+		err := waitHTTP(ctx, "nginx", l.GatewayURL()+"/healthz", l.gateway.proc, 15*time.Second)
+		if err != nil {
+			l.gateway.stop()
+		}
+		return err
+	default:
+		s := l.services[part]
+		if err := s.start(l.logPath(part), l.echo); err != nil {
+			return err
+		}
+		err := waitHTTP(ctx, part, fmt.Sprintf("http://127.0.0.1:%d/readyz", s.port), s.proc, 45*time.Second)
+		if err != nil {
+			s.stop()
+			if !slices.Contains(l.started, "rabbitmq") {
+				err = fmt.Errorf("%w\n(the lab's broker is not among the parts started: start it too, e.g. make run PARTS='rabbitmq %s')", err, part)
+			}
+		}
+		return err
+	}
+}
+
+// checkPorts makes sure every port the parts will listen on is free, so a
+// clash is reported before anything starts, naming the variable to change.
+func (l *Lab) checkPorts(parts []string) error {
+	want := map[string][]namedPort{
+		"rabbitmq":  {{"RABBITMQ_PORT", l.cfg.RabbitMQPort}, {"RABBITMQ_MANAGEMENT_PORT", l.cfg.ManagementPort}, {"RABBITMQ_PORT + 20000 (Erlang distribution)", l.rabbit.distPort}},
+		"service01": {{"SERVICE01_PORT", l.cfg.Service01Port}},
+		"service02": {{"SERVICE02_PORT", l.cfg.Service02Port}},
+		"nginx":     {{"GATEWAY_PORT", l.cfg.GatewayPort}},
+	}
+	var problems []string
+	for _, part := range parts {
+		for _, p := range want[part] {
+			ln, err := net.Listen("tcp", ":"+strconv.Itoa(p.port))
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("port %d (%s) is already in use: stop what listens there (ss -ltnp 'sport = :%d' shows it) or choose another port, e.g. %s=%d make run",
+					p.port, p.name, p.port, strings.Fields(p.name)[0], p.port+1000))
+				continue
+			}
+			ln.Close()
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+// Stop stops what was started, in reverse order.
+func (l *Lab) Stop() {
+	for i := len(l.started) - 1; i >= 0; i-- {
+		switch p := l.started[i]; p {
+		case "rabbitmq":
+			l.rabbit.stop()
+		case "nginx":
+			l.gateway.stop()
+		default:
+			l.services[p].stop()
+		}
+	}
+	l.started = nil
+}
+
+// Wait returns nil when ctx is done, or an error as soon as a part exits
+// by itself.
+func (l *Lab) Wait(ctx context.Context) error {
+	exited := make(chan string, len(l.started))
+	for _, p := range l.started {
+		proc := l.proc(p)
+		go func() {
+			select {
+			case <-proc.done:
+				exited <- p
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case p := <-exited:
+		proc := l.proc(p)
+		return fmt.Errorf("%s exited unexpectedly (%v); its log %s ends with:\n%s", p, proc.err, proc.log, proc.tail(10))
+	}
+}
+
+func (l *Lab) proc(part string) *process {
+	switch part {
+	case "rabbitmq":
+		return l.rabbit.proc
+	case "nginx":
+		return l.gateway.proc
+	default:
+		return l.services[part].proc
+	}
+}
+
+// GatewayURL is the base URL of the gateway.
+func (l *Lab) GatewayURL() string { return "http://localhost:" + strconv.Itoa(l.cfg.GatewayPort) }
+
+// ManagementURL is the base URL of RabbitMQ's management UI.
+func (l *Lab) ManagementURL() string {
+	return "http://localhost:" + strconv.Itoa(l.cfg.ManagementPort)
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"pingpong/lab/gateway"
+)
+
+// nginxBin is Debian's nginx; PATH may not include /usr/sbin for a normal user.
+func nginxBin() (string, error) {
+	if p, err := exec.LookPath("nginx"); err == nil {
+		return p, nil
+	}
+	if _, err := os.Stat("/usr/sbin/nginx"); err == nil {
+		return "/usr/sbin/nginx", nil
+	}
+	return "", fmt.Errorf("nginx: not found: nginx is not installed; run make deps (or apt-get install nginx)")
+}
+
+// gatewayConf is the main configuration of the native gateway: what the
+// nginx image's /etc/nginx/nginx.conf provides in compose, with every path in
+// the lab's state folder so nginx runs as any user. The lab's own settings
+// are all in the shared template it includes.
+const gatewayConf = `# Written by the native lab runner (lab/nginx.go); the gateway itself is
+# conf.d/gateway.conf, rendered from nginx/templates/gateway.conf.template.
+worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log stderr notice;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    client_body_temp_path %[1]s/tmp/client_body;
+    proxy_temp_path       %[1]s/tmp/proxy;
+    fastcgi_temp_path     %[1]s/tmp/fastcgi;
+    uwsgi_temp_path       %[1]s/tmp/uwsgi;
+    scgi_temp_path        %[1]s/tmp/scgi;
+
+    include %[1]s/conf.d/*.conf;
+}
+`
+
+// nginx is the lab's gateway, run from a folder of its own.
+type nginx struct {
+	dir       string // configuration, pid and temp files
+	template  string // the repository's nginx/templates/gateway.conf.template
+	vars      map[string]string
+	accessLog string
+	proc      *process
+}
+
+// render writes the gateway's configuration and checks it with nginx -t.
+func (n *nginx) render() (bin string, err error) {
+	bin, err = nginxBin()
+	if err != nil {
+		return "", err
+	}
+	tmpl, err := os.ReadFile(n.template)
+	if err != nil {
+		return "", fmt.Errorf("nginx: %w", err)
+	}
+	conf, err := gateway.Render(string(tmpl), n.vars, gateway.Filter)
+	if err != nil {
+		return "", fmt.Errorf("nginx: %w", err)
+	}
+	for _, d := range []string{"conf.d", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(n.dir, d), 0o755); err != nil {
+			return "", fmt.Errorf("nginx: %w", err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(n.dir, "conf.d", "gateway.conf"), []byte(conf), 0o644); err != nil {
+		return "", fmt.Errorf("nginx: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(n.dir, "nginx.conf"), []byte(fmt.Sprintf(gatewayConf, n.dir)), 0o644); err != nil {
+		return "", fmt.Errorf("nginx: %w", err)
+	}
+	if out, err := exec.Command(bin, n.args("-t")...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("nginx: the rendered configuration %s is invalid: %s", filepath.Join(n.dir, "conf.d", "gateway.conf"), out)
+	}
+	return bin, nil
+}
+
+func (n *nginx) args(extra ...string) []string {
+	return append([]string{"-p", n.dir, "-c", filepath.Join(n.dir, "nginx.conf"), "-e", "stderr"}, extra...)
+}
+
+func (n *nginx) start(logPath string, echo io.Writer) error {
+	bin, err := n.render()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, n.args("-g", "daemon off;")...)
+	p, err := startProcess("nginx", cmd, logPath, echo)
+	if err != nil {
+		return err
+	}
+	n.proc = p
+	return nil
+}
+
+// reload makes nginx re-read its configuration without dropping connections.
+func (n *nginx) reload() error {
+	bin, err := n.render()
+	if err != nil {
+		return err
+	}
+	if out, err := exec.Command(bin, n.args("-s", "reload")...).CombinedOutput(); err != nil {
+		return fmt.Errorf("nginx -s reload: %w: %s", err, out)
+	}
+	return nil
+}
+
+func (n *nginx) stop() {
+	if n.proc != nil {
+		// SIGQUIT is nginx's graceful shutdown (SIGTERM its fast one).
+		n.proc.stop(syscall.SIGQUIT, 10*time.Second)
+	}
+}
+
+// gatewayVars are the template's variables for the native lab.
+func gatewayVars(cfg Config, accessLog string) map[string]string {
+	return map[string]string{
+		"GATEWAY_PORT":       strconv.Itoa(cfg.GatewayPort),
+		"GATEWAY_ACCESS_LOG": accessLog,
+		"SERVICE01_ADDR":     "127.0.0.1:" + strconv.Itoa(cfg.Service01Port),
+		"SERVICE02_ADDR":     "127.0.0.1:" + strconv.Itoa(cfg.Service02Port),
+	}
+}

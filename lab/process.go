@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is one running part of the lab: a child process in its own process
+// group, so that stopping it reaches everything it started (nginx's workers,
+// the Erlang VM behind RabbitMQ's start script) and so that the terminal's
+// Ctrl-C reaches only the runner, which then stops the parts in order.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string // path of the file with everything it printed
+
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, valid after done
+}
+
+// startProcess starts cmd with its output going to the file logPath and, when
+// echo is not nil, also to echo, each line prefixed with the part's name.
+func startProcess(name string, cmd *exec.Cmd, logPath string, echo io.Writer) (*process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	var copying sync.WaitGroup
+	if echo == nil {
+		// A plain file: nothing to copy, and no pipe that a daemon forked
+		// by the process (RabbitMQ's epmd) could hold open after it exits.
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+	} else {
+		r, w, err := os.Pipe()
+		if err != nil {
+			logFile.Close()
+			return nil, err
+		}
+		cmd.Stdout, cmd.Stderr = w, w
+		defer w.Close() // the child has its own copy once started
+		copying.Add(1)
+		go func() {
+			defer copying.Done()
+			defer r.Close()
+			copyLines(r, logFile, echo, name)
+		}()
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		copying.Wait()
+		logFile.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// copyLines copies r to file as it is, and to echo with each line prefixed.
+func copyLines(r io.Reader, file, echo io.Writer, prefix string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		fmt.Fprintln(file, line)
+		fmt.Fprintf(echo, "%-9s | %s\n", prefix, line)
+	}
+	// On a line longer than the buffer, keep draining so the child never blocks.
+	io.Copy(file, r)
+}
+
+// exited reports whether the process has exited.
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal sends sig to the process's whole group.
+func (p *process) signal(sig syscall.Signal) {
+	if p.cmd.Process != nil {
+		syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
+}
+
+// stop asks the process to stop with sig (SIGTERM for most) and waits up to
+// grace for it, then kills it. It returns once no process of the group is left.
+func (p *process) stop(sig syscall.Signal, grace time.Duration) {
+	if !p.exited() {
+		p.signal(sig)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			p.signal(syscall.SIGKILL)
+			<-p.done
+		}
+	}
+	p.waitGroupGone(grace)
+}
+
+// kill kills the process and its group at once (SIGKILL), as a crash would.
+func (p *process) kill() {
+	p.signal(syscall.SIGKILL)
+	<-p.done
+	p.waitGroupGone(10 * time.Second)
+}
+
+// waitGroupGone waits, up to limit, until no process of the group is left:
+// the leader can exit a moment before what it started (the Erlang VM, nginx
+// workers). Past the limit what is left is killed.
+func (p *process) waitGroupGone(limit time.Duration) {
+	if p.cmd.Process == nil {
+		return
+	}
+	deadline := time.Now().Add(limit)
+	for syscall.Kill(-p.cmd.Process.Pid, 0) == nil && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.signal(syscall.SIGKILL)
+}
+
+// tail returns the last n lines the process printed, for error messages.
+func (p *process) tail(n int) string {
+	data, err := os.ReadFile(p.log)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
