@@ -19,7 +19,8 @@ help:
 	@echo "make clean  remove the native lab's state (.lab/: broker data, logs, binaries)"
 
 run: deps
-	$(GO) run ./lab run $(PARTS)
+	@$(GO) build -o .lab/bin/lab ./lab
+	@.lab/bin/lab run $(PARTS)
 
 test: deps vet
 	$(GO) test -race -count=1 $(TESTFLAGS) $(addprefix ./,$(addsuffix /...,$(MODULES)))

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/caarlos0/env/v11"
@@ -24,12 +25,13 @@ type Config struct {
 // pairs) and reports every problem at once, one line each.
 func loadConfig(environ []string) (Config, error) {
 	var cfg Config
-	err := env.ParseWithOptions(&cfg, env.Options{Environment: env.ToMap(environ)})
+	vars := env.ToMap(environ)
+	err := env.ParseWithOptions(&cfg, env.Options{Environment: vars})
 	var problems []string
 	var aggregate env.AggregateError
 	if errors.As(err, &aggregate) {
 		for _, e := range aggregate.Errors {
-			problems = append(problems, e.Error())
+			problems = append(problems, describeEnvError(reflect.TypeOf(cfg), vars, e))
 		}
 	} else if err != nil {
 		problems = append(problems, err.Error())
@@ -43,6 +45,25 @@ func loadConfig(environ []string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
 	}
 	return cfg, nil
+}
+
+// describeEnvError names the variable behind a parse error, which the env
+// package reports by struct field.
+func describeEnvError(t reflect.Type, vars map[string]string, err error) string {
+	var parseErr env.ParseError
+	if !errors.As(err, &parseErr) {
+		return err.Error()
+	}
+	field, ok := t.FieldByName(parseErr.Name)
+	if !ok {
+		return err.Error()
+	}
+	name := field.Tag.Get("env")
+	want := parseErr.Type.String()
+	if parseErr.Type.Kind() == reflect.Int {
+		want = "whole number"
+	}
+	return fmt.Sprintf("%s: %q is not a valid %s", name, vars[name], want)
 }
 
 // namedPort is a port and the variable that sets it, for error messages.

@@ -81,7 +81,9 @@ func (l *Lab) newService(name string, port int) *service {
 		"LISTEN_HOST=127.0.0.1",
 		strings.ToUpper(name)+"_PORT="+strconv.Itoa(port),
 	)
-	return &service{name: name, bin: binPath(l.state, name), dir: l.root, env: env, port: port}
+	// The working directory is the state folder, not the repository: the
+	// runner has already applied .env to the environment it passes on.
+	return &service{name: name, bin: binPath(l.state, name), dir: l.state, env: env, port: port, readyLimit: 45 * time.Second}
 }
 
 func (l *Lab) logPath(part string) string {
@@ -171,7 +173,7 @@ func (l *Lab) startPart(ctx context.Context, part string) error {
 		if err := s.start(l.logPath(part), l.echo); err != nil {
 			return err
 		}
-		err := waitHTTP(ctx, part, fmt.Sprintf("http://127.0.0.1:%d/readyz", s.port), s.proc, 45*time.Second)
+		err := waitHTTP(ctx, part, fmt.Sprintf("http://127.0.0.1:%d/readyz", s.port), s.proc, s.readyLimit)
 		if err != nil {
 			s.stop()
 			if !slices.Contains(l.started, "rabbitmq") {

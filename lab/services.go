@@ -36,10 +36,12 @@ func buildServices(ctx context.Context, root, binDir string, flags []string, nam
 type service struct {
 	name string
 	bin  string
-	dir  string   // working directory (the repository root, where .env is)
+	dir  string   // working directory
 	env  []string // its whole environment
 	port int
-	proc *process
+	// readyLimit is how long start waits for /readyz to answer 200.
+	readyLimit time.Duration
+	proc       *process
 }
 
 func (s *service) start(logPath string, echo io.Writer) error {

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseParts(t *testing.T) {
+	tests := []struct {
+		args    []string
+		want    string
+		wantErr string
+	}{
+		{nil, "rabbitmq service01 service02 nginx", ""},
+		{[]string{"service01", "rabbitmq"}, "rabbitmq service01", ""},
+		{[]string{"nginx", "nginx"}, "nginx", ""},
+		{[]string{"rabbit"}, "", `unknown part "rabbit": the parts are rabbitmq, service01, service02, nginx`},
+	}
+	for _, tt := range tests {
+		got, err := parseParts(tt.args)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("parseParts(%q) error = %v, want %q", tt.args, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || strings.Join(got, " ") != tt.want {
+			t.Errorf("parseParts(%q) = %q, %v, want %q", tt.args, got, err, tt.want)
+		}
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	cfg, err := loadConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{GatewayPort: 8000, Service01Port: 8001, Service02Port: 8002, RabbitMQPort: 5672, ManagementPort: 15672, RabbitMQUser: "lab", RabbitMQPass: "lab"}
+	if cfg != want {
+		t.Errorf("defaults = %+v, want %+v", cfg, want)
+	}
+
+	cfg, err = loadConfig([]string{"GATEWAY_PORT=9000", "RABBITMQ_DEFAULT_USER=me"})
+	if err != nil || cfg.GatewayPort != 9000 || cfg.RabbitMQUser != "me" {
+		t.Errorf("overrides = %+v, %v", cfg, err)
+	}
+
+	_, err = loadConfig([]string{"GATEWAY_PORT=eighty", "SERVICE01_PORT=70000"})
+	if err == nil {
+		t.Fatal("invalid ports accepted")
+	}
+	if !strings.Contains(err.Error(), "GATEWAY_PORT") {
+		t.Errorf("error %q does not name GATEWAY_PORT", err)
+	}
+	_, err = loadConfig([]string{"SERVICE01_PORT=70000"})
+	if err == nil || !strings.Contains(err.Error(), "SERVICE01_PORT: must be a port number from 1 to 65535, got 70000") {
+		t.Errorf("out-of-range port: error = %v", err)
+	}
+}
+
+// TestStartReportsATakenPort holds the gateway's port and checks that Start
+// names it and the variable to change, and starts nothing.
+func TestStartReportsATakenPort(t *testing.T) {
+	l, err := newTestLab(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(l.cfg.GatewayPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+
+	err = l.Start(context.Background(), []string{"nginx"})
+	if err == nil {
+		l.Stop()
+		t.Fatal("Start succeeded on a taken port")
+	}
+	want := "port " + strconv.Itoa(l.cfg.GatewayPort) + " (GATEWAY_PORT) is already in use"
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %q, want it to contain %q", err, want)
+	}
+	if len(l.started) != 0 || l.gateway.proc != nil {
+		t.Errorf("parts were started: %v", l.started)
+	}
+}
+
+// TestStartReportsAServiceThatCannotGetReady starts service01 alone, with no
+// broker: it must fail with the service's own reason and stop the service.
+func TestStartReportsAServiceThatCannotGetReady(t *testing.T) {
+	l, err := newTestLab(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.services["service01"].readyLimit = 2 * time.Second
+	err = l.Start(context.Background(), []string{"service01"})
+	if err == nil {
+		l.Stop()
+		t.Fatal("service01 got ready without a broker")
+	}
+	for _, want := range []string{"service01 did not get ready", "/readyz answered 503", "make run PARTS='rabbitmq service01'"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %q, want it to contain %q", err, want)
+		}
+	}
+	if !l.services["service01"].proc.exited() {
+		t.Error("service01 still runs after the failed start")
+	}
+}
