@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"github.com/caarlos0/env/v11"
@@ -13,6 +14,8 @@ import (
 // services read the rest of the environment themselves (see .env.example).
 type Config struct {
 	GatewayPort    int    `env:"GATEWAY_PORT" envDefault:"8000"`
+	RateLimit      string `env:"GATEWAY_RATE_LIMIT" envDefault:"100r/s"`
+	RateBurst      int    `env:"GATEWAY_RATE_BURST" envDefault:"200"`
 	Service01Port  int    `env:"SERVICE01_PORT" envDefault:"8001"`
 	Service02Port  int    `env:"SERVICE02_PORT" envDefault:"8002"`
 	RabbitMQPort   int    `env:"RABBITMQ_PORT" envDefault:"5672"`
@@ -41,11 +44,20 @@ func loadConfig(environ []string) (Config, error) {
 			problems = append(problems, fmt.Sprintf("%s: must be a port number from 1 to 65535, got %d", p.name, p.port))
 		}
 	}
+	if err == nil && !rateRE.MatchString(cfg.RateLimit) {
+		problems = append(problems, fmt.Sprintf("GATEWAY_RATE_LIMIT: must be requests per second or minute as nginx writes them, e.g. 100r/s or 600r/m, got %q", cfg.RateLimit))
+	}
+	if err == nil && cfg.RateBurst < 1 {
+		problems = append(problems, fmt.Sprintf("GATEWAY_RATE_BURST: must be 1 or more, got %d", cfg.RateBurst))
+	}
 	if len(problems) > 0 {
 		return Config{}, fmt.Errorf("invalid configuration:\n  %s", strings.Join(problems, "\n  "))
 	}
 	return cfg, nil
 }
+
+// rateRE is the form of nginx's limit_req_zone rate.
+var rateRE = regexp.MustCompile(`^[1-9][0-9]*r/[sm]$`)
 
 // describeEnvError names the variable behind a parse error, which the env
 // package reports by struct field.

@@ -77,6 +77,9 @@ func newTestLab(dir string, extraEnv ...string) (*Lab, error) {
 		"RABBITMQ_DEFAULT_USER=lab",
 		"RABBITMQ_DEFAULT_PASS=lab",
 		"LOG_LEVEL=debug",
+		// The tests send thousands of requests from one address.
+		"GATEWAY_RATE_LIMIT=100000r/s",
+		"GATEWAY_RATE_BURST=100000",
 	}, extraEnv...)
 	cfg, err := loadConfig(environ)
 	if err != nil {

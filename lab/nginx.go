@@ -131,6 +131,8 @@ func gatewayVars(cfg Config, accessLog string) map[string]string {
 	return map[string]string{
 		"GATEWAY_PORT":       strconv.Itoa(cfg.GatewayPort),
 		"GATEWAY_ACCESS_LOG": accessLog,
+		"GATEWAY_RATE_LIMIT": cfg.RateLimit,
+		"GATEWAY_RATE_BURST": strconv.Itoa(cfg.RateBurst),
 		"SERVICE01_ADDR":     "127.0.0.1:" + strconv.Itoa(cfg.Service01Port),
 		"SERVICE02_ADDR":     "127.0.0.1:" + strconv.Itoa(cfg.Service02Port),
 	}
