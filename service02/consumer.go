@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+const (
+	// dialTimeout bounds the TCP connect and then the AMQP handshake.
+	dialTimeout = 5 * time.Second
+	// closeTimeout bounds the goodbye to the broker at shutdown.
+	closeTimeout = 5 * time.Second
+)
+
+// consumer moves messages from the queue into the store.
+type consumer struct {
+	url      string // holds the password: never log it
+	addr     string // the broker's host:port, for messages
+	topo     topology
+	prefetch int
+	tag      string
+	store    *Store
+	metrics  *metrics
+	logger   *slog.Logger
+
+	mu       sync.Mutex
+	notReady error // why the consumer is not consuming; nil while it is
+}
+
+func newConsumer(cfg config, tag string, store *Store, m *metrics, logger *slog.Logger) *consumer {
+	return &consumer{
+		url:      cfg.AMQPURL(),
+		addr:     cfg.BrokerAddr(),
+		topo:     cfg.topology(),
+		prefetch: cfg.Prefetch,
+		tag:      tag,
+		store:    store,
+		metrics:  m,
+		logger:   logger,
+		notReady: fmt.Errorf("not connected to RabbitMQ at %s yet; connecting", cfg.BrokerAddr()),
+	}
+}
+
+// Ready is nil while the consumer is connected, has declared the topology and
+// is consuming; otherwise it says why not.
+func (c *consumer) Ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.notReady
+}
+
+func (c *consumer) setReady(err error) {
+	c.mu.Lock()
+	c.notReady = err
+	c.mu.Unlock()
+	if err == nil {
+		c.metrics.connected.Set(1)
+	} else {
+		c.metrics.connected.Set(0)
+	}
+}
+
+// Run consumes until ctx is done, then stops in order (cancel the consumer,
+// store and ack what was already delivered, close) and returns nil.
+//
+// Whenever the broker cannot be reached, or the connection or channel is
+// lost, Run marks the consumer not ready and dials again, with exponential
+// backoff and jitter, for as long as it takes; each new connection declares
+// the topology, sets the prefetch and consumes again. amqp091-go has an
+// automatic recovery of its own (Config.Recovery), but this loop also retries
+// the first dial, never gives up, and drives readiness and the
+// service02_connected metric, which is what a service needs.
+//
+// The only error Run returns is a *mismatchError: an exchange or queue exists
+// with other arguments, which no retry can fix.
+func (c *consumer) Run(ctx context.Context) error {
+	delay := newBackoff(100*time.Millisecond, 5*time.Second)
+	for {
+		consumed, err := c.session(ctx)
+		if ctx.Err() != nil {
+			c.setReady(errors.New("shutting down"))
+			return nil
+		}
+		if mismatch, ok := errors.AsType[*mismatchError](err); ok {
+			c.setReady(mismatch)
+			return mismatch
+		}
+		c.setReady(fmt.Errorf("not connected to RabbitMQ at %s: %w; retrying", c.addr, err))
+		if consumed {
+			delay.reset() // it worked a moment ago: try again soon
+		}
+		wait := delay.next()
+		c.logger.Warn("RabbitMQ unavailable; will retry",
+			"broker", c.addr, "error", err.Error(), "retry_in_ms", wait.Milliseconds())
+		if !sleep(ctx, wait) {
+			c.setReady(errors.New("shutting down"))
+			return nil
+		}
+	}
+}
+
+// session connects, declares the topology and consumes until the connection
+// or channel is lost (it returns why) or ctx is done (it shuts down in order
+// and returns nil). consumed reports whether it got as far as consuming.
+func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName("service02") // shown in the management UI
+	conn, err := amqp.DialConfig(c.url, amqp.Config{
+		Properties: props,
+		Dial:       dialContext(ctx, dialTimeout),
+	})
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close() // for the error returns; closing twice is harmless
+
+	ch, err := conn.Channel()
+	if err != nil {
+		return false, fmt.Errorf("channel.open: %w", err)
+	}
+	// A lost connection closes its channels too, so this one notification
+	// covers both. Buffered, so the library never waits on us; read below
+	// once the deliveries stop.
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+
+	if err := c.topo.declare(ch); err != nil {
+		return false, err
+	}
+	// The prefetch bounds the unacknowledged messages the broker pushes
+	// ahead of the acks: enough to keep the consumer busy between round
+	// trips, few enough that a crash redelivers little.
+	if err := ch.Qos(
+		c.prefetch,
+		0,     // prefetchSize: no byte limit
+		false, // global: per consumer
+	); err != nil {
+		return false, fmt.Errorf("basic.qos: %w", err)
+	}
+	deliveries, err := ch.Consume(
+		c.topo.Queue,
+		c.tag,
+		false, // autoAck: ack each message once it is stored
+		false, // exclusive
+		false, // noLocal (not supported by RabbitMQ)
+		false, // noWait
+		nil,
+	)
+	if err != nil {
+		return false, fmt.Errorf("basic.consume: %w", err)
+	}
+	c.setReady(nil)
+	c.logger.Info("consuming", "broker", c.addr, "queue", c.topo.Queue, "consumer_tag", c.tag, "prefetch", c.prefetch)
+
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return true, closeReason(closed)
+			}
+			c.handle(d)
+		case <-ctx.Done():
+			c.shutdown(conn, ch, deliveries)
+			return true, nil
+		}
+	}
+}
+
+// closeReason says why the deliveries stopped.
+func closeReason(closed <-chan *amqp.Error) error {
+	select {
+	case e, ok := <-closed:
+		if ok && e != nil {
+			return fmt.Errorf("connection or channel closed: %w", e)
+		}
+		return errors.New("channel closed")
+	default:
+		// The channel is open: the broker cancelled the consumer, which it
+		// does when the queue is deleted. Reconnecting declares it again.
+		return errors.New("the broker cancelled the consumer (was the queue deleted?)")
+	}
+}
+
+// shutdown stops consuming without losing anything: after basic.cancel the
+// broker sends no more messages, the ones already received are stored and
+// acknowledged, and only then is the channel closed. A message received but
+// not acknowledged when the channel closes goes back to the queue.
+func (c *consumer) shutdown(conn *amqp.Connection, ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+	c.setReady(errors.New("shutting down"))
+	if err := ch.Cancel(c.tag, false /* noWait */); err != nil {
+		c.logger.Warn("basic.cancel failed; unacknowledged messages go back to the queue", "error", err.Error())
+	} else {
+		// amqp091-go closes deliveries once it has handed over every
+		// message that arrived before the broker's cancel-ok.
+		drained := 0
+		for d := range deliveries {
+			c.handle(d)
+			drained++
+		}
+		c.logger.Info("consumer cancelled", "drained", drained)
+	}
+	if err := ch.Close(); err != nil {
+		c.logger.Warn("channel.close failed", "error", err.Error())
+	}
+	if err := conn.CloseDeadline(time.Now().Add(closeTimeout)); err != nil {
+		c.logger.Warn("connection.close failed", "error", err.Error())
+	}
+}
+
+// handle stores or dead-letters one delivery. Nothing it receives can stop
+// the consumer: every outcome is an ack or a reject.
+func (c *consumer) handle(d amqp.Delivery) {
+	m, err := decodeMessage(d.Body)
+	if err != nil {
+		// Rejected without requeueing, the message goes to the queue's
+		// dead-letter exchange, where someone can look at it, instead of
+		// coming back forever.
+		if err := d.Nack(false /* multiple */, false /* requeue */); err != nil {
+			c.logger.Warn("basic.nack failed; the message will be redelivered", "error", err.Error(), "message_id", d.MessageId)
+			return
+		}
+		c.metrics.deadLettered.Inc()
+		c.logger.Warn("invalid message dead-lettered",
+			"reason", err.Error(), "message_id", d.MessageId, "correlation_id", d.CorrelationId,
+			"bytes", len(d.Body), "delivery_tag", d.DeliveryTag)
+		return
+	}
+
+	if c.store.Add(m) {
+		c.metrics.consumed.Inc()
+	} else {
+		c.metrics.duplicates.Inc()
+		c.logger.Debug("duplicate message not stored again", "message_id", m.ID, "redelivered", d.Redelivered)
+	}
+	// Ack after storing, never before: delivery is at-least-once. Were the
+	// ack sent first, a crash between the two would lose the message; this
+	// way a crash leaves it unacked and the broker delivers it again (the
+	// store drops the duplicate).
+	if err := d.Ack(false /* multiple */); err != nil {
+		c.logger.Warn("basic.ack failed; the message will be redelivered", "error", err.Error(), "message_id", m.ID)
+	}
+}
+
+// dialContext is amqp.DefaultDial that also gives up when ctx is done, so
+// that a shutdown does not wait for a dial to a broker that does not answer.
+func dialContext(ctx context.Context, timeout time.Duration) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: timeout}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		// Heartbeats have not started yet: bound the AMQP handshake. The
+		// library clears the deadline once connected.
+		if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
+}
+
+// backoff computes exponentially growing delays with jitter, so that
+// services restarting together do not retry in lockstep.
+type backoff struct {
+	initial, max, cur time.Duration
+}
+
+func newBackoff(initial, ceiling time.Duration) *backoff {
+	return &backoff{initial: initial, max: ceiling, cur: initial}
+}
+
+// next returns a delay between half and all of the current step, then
+// doubles the step, up to max.
+func (b *backoff) next() time.Duration {
+	d := b.cur/2 + rand.N(b.cur/2+1)
+	b.cur = min(2*b.cur, b.max)
+	return d
+}
+
+func (b *backoff) reset() { b.cur = b.initial }
+
+// sleep waits for d, or less when ctx is done first; it reports whether it
+// waited the whole d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics holds service02's Prometheus metrics, in a registry of its own (no
+// global default registry: two servers in one test process do not collide).
+type metrics struct {
+	registry *prometheus.Registry
+
+	httpRequests *prometheus.CounterVec   // labels: route, code
+	httpDuration *prometheus.HistogramVec // label: route
+
+	consumed     prometheus.Counter // stored
+	duplicates   prometheus.Counter // not stored: the id was already there
+	deadLettered prometheus.Counter // rejected as invalid
+	connected    prometheus.Gauge   // 1 while consuming
+}
+
+// newMetrics registers the metrics; the store's size and evictions are read
+// from store when scraped.
+func newMetrics(store *Store) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total",
+			Help: "HTTP requests answered, by route (the ServeMux pattern, or \"other\") and status code.",
+		}, []string{"route", "code"}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "http_request_duration_seconds",
+			Help:    "Time to answer HTTP requests, by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "service02_messages_consumed_total",
+			Help: "Messages consumed and stored.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "service02_messages_duplicate_total",
+			Help: "Messages consumed but not stored because a message with the same id was already stored (redeliveries).",
+		}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "service02_messages_dead_lettered_total",
+			Help: "Invalid messages rejected to the dead-letter exchange.",
+		}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "service02_connected",
+			Help: "1 while connected to RabbitMQ and consuming, else 0.",
+		}),
+	}
+	m.registry.MustRegister(
+		m.httpRequests, m.httpDuration,
+		m.consumed, m.duplicates, m.deadLettered, m.connected,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "service02_store_messages",
+			Help: "Messages held in the in-memory store.",
+		}, func() float64 { return float64(store.Len()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "service02_store_evicted_total",
+			Help: "Messages evicted from the full store to make room for newer ones.",
+		}, func() float64 { return float64(store.Evicted()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
