@@ -120,7 +120,11 @@ func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	defer conn.Close() // for the error returns; closing twice is harmless
+	defer func() {
+		// For the error returns (shutdown closes it first; closing twice is
+		// harmless). Bounded, in case the broker stopped answering.
+		conn.CloseDeadline(time.Now().Add(closeTimeout))
+	}()
 
 	ch, err := conn.Channel()
 	if err != nil {

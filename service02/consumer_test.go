@@ -37,13 +37,13 @@ func testTopologyConfig(tb testing.TB, r *testRabbit) config {
 	cfg.RabbitMQHost, cfg.RabbitMQPort = "127.0.0.1", r.amqpPort
 	cfg.Exchange, cfg.DeadLetterExchange = prefix+".x", prefix+".dlx"
 	cfg.Queue, cfg.DeadLetterQueue = prefix+".q", prefix+".dead"
-	tb.Cleanup(func() { deleteTopology(tb, r, cfg) })
+	tb.Cleanup(func() { deleteTopology(r, cfg) })
 	return cfg
 }
 
 // deleteTopology removes what a test declared, so the shared node stays
 // small. It is best effort: a test that stopped the broker may leave it.
-func deleteTopology(tb testing.TB, r *testRabbit, cfg config) {
+func deleteTopology(r *testRabbit, cfg config) {
 	conn, err := amqp.Dial(r.URL())
 	if err != nil {
 		return
@@ -53,10 +53,19 @@ func deleteTopology(tb testing.TB, r *testRabbit, cfg config) {
 	if err != nil {
 		return
 	}
-	ch.QueueDelete(cfg.Queue, false, false, false)
-	ch.QueueDelete(cfg.DeadLetterQueue, false, false, false)
-	ch.ExchangeDelete(cfg.Exchange, false, false)
-	ch.ExchangeDelete(cfg.DeadLetterExchange, false, false)
+	for _, q := range []string{cfg.Queue, cfg.DeadLetterQueue} {
+		ch.QueueDelete(q,
+			false, // ifUnused
+			false, // ifEmpty
+			false, // noWait
+		)
+	}
+	for _, x := range []string{cfg.Exchange, cfg.DeadLetterExchange} {
+		ch.ExchangeDelete(x,
+			false, // ifUnused
+			false, // noWait
+		)
+	}
 }
 
 // runningConsumer is a consumer running in the background.
@@ -141,9 +150,10 @@ func metricValue(tb testing.TB, m *metrics, name string) float64 {
 
 // testPublisher publishes with confirms, as service01 does.
 type testPublisher struct {
-	tb  testing.TB
-	cfg config
-	ch  *amqp.Channel
+	tb      testing.TB
+	cfg     config
+	ch      *amqp.Channel
+	returns chan amqp.Return // unroutable messages, sent back before their confirm
 }
 
 func newTestPublisher(tb testing.TB, r *testRabbit, cfg config) *testPublisher {
@@ -160,7 +170,8 @@ func newTestPublisher(tb testing.TB, r *testRabbit, cfg config) *testPublisher {
 	if err := ch.Confirm(false /* noWait */); err != nil {
 		tb.Fatal(err)
 	}
-	return &testPublisher{tb: tb, cfg: cfg, ch: ch}
+	returns := ch.NotifyReturn(make(chan amqp.Return, 1))
+	return &testPublisher{tb: tb, cfg: cfg, ch: ch, returns: returns}
 }
 
 // publish sends body to the test's exchange and waits for the confirm.
@@ -181,7 +192,12 @@ func (p *testPublisher) publish(body []byte) error {
 	if !ok {
 		return fmt.Errorf("the broker nacked the message")
 	}
-	return nil
+	select {
+	case ret := <-p.returns:
+		return fmt.Errorf("unroutable: %s", ret.ReplyText)
+	default:
+		return nil
+	}
 }
 
 func (p *testPublisher) mustPublish(body []byte) {
@@ -220,6 +236,19 @@ func queueDepth(tb testing.TB, r *testRabbit, queue string) int {
 	}
 	tb.Fatalf("list_queues does not list %s:\n%s", queue, out)
 	return 0
+}
+
+// declareQueue declares a durable queue with args, as something other than
+// service02 might have.
+func declareQueue(ch *amqp.Channel, name string, args amqp.Table) error {
+	_, err := ch.QueueDeclare(name,
+		true,  // durable
+		false, // autoDelete
+		false, // exclusive
+		false, // noWait
+		args,
+	)
+	return err
 }
 
 // getAll takes every message currently ready in queue.
@@ -389,6 +418,54 @@ func TestConsumeSurvivesBrokerRestart(t *testing.T) {
 	}
 }
 
+func TestConsumeRedeclaresDeletedQueue(t *testing.T) {
+	r := mustRabbit(t)
+	cfg := testTopologyConfig(t, r)
+	rc := startConsumer(t, cfg)
+	rc.waitReady(t)
+
+	// Deleting the queue cancels the consumer (basic.cancel from the broker)
+	// but leaves its channel open.
+	conn, err := amqp.Dial(r.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDelete(cfg.Queue,
+		false, // ifUnused
+		false, // ifEmpty
+		false, // noWait
+	); err != nil {
+		t.Fatalf("queue.delete: %v", err)
+	}
+	waitFor(t, 30*time.Second, "the consumer to declare the queue again", func() bool {
+		probe, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer probe.Close()
+		// A queue that does not exist is a 404, which closes the probe.
+		_, err = probe.QueueDeclarePassive(cfg.Queue,
+			true,  // durable
+			false, // autoDelete
+			false, // exclusive
+			false, // noWait
+			nil,
+		)
+		return err == nil
+	})
+	rc.waitReady(t)
+	newTestPublisher(t, r, cfg).mustPublish(validBody("after-delete"))
+	waitFor(t, 30*time.Second, "a message published to the new queue", func() bool {
+		_, ok := rc.store.Get("after-delete")
+		return ok
+	})
+}
+
 func TestConsumeShutdownUnderLoadLosesNothing(t *testing.T) {
 	r := mustRabbit(t)
 	cfg := testTopologyConfig(t, r)
@@ -487,18 +564,22 @@ func TestConsumeTopologyMismatch(t *testing.T) {
 	}{
 		{"queue type", "classic", func(ch *amqp.Channel, cfg config) error {
 			// What the default configuration declared earlier.
-			_, err := ch.QueueDeclare(cfg.Queue, true, false, false, false, amqp.Table{
+			return declareQueue(ch, cfg.Queue, amqp.Table{
 				"x-queue-type": "quorum", "x-dead-letter-exchange": cfg.DeadLetterExchange, "x-delivery-limit": int64(5)})
-			return err
 		}, []string{`queue "{queue}" already exists with other arguments (inequivalent arg 'x-queue-type' for queue '{queue}'`,
 			"received 'classic' but current is 'quorum'): delete it in the management UI (Queues > {queue} > Delete) or set RABBITMQ_QUEUE_TYPE to match"}},
 		{"delivery limit", "quorum", func(ch *amqp.Channel, cfg config) error {
-			_, err := ch.QueueDeclare(cfg.Queue, true, false, false, false, amqp.Table{
+			return declareQueue(ch, cfg.Queue, amqp.Table{
 				"x-queue-type": "quorum", "x-dead-letter-exchange": cfg.DeadLetterExchange, "x-delivery-limit": int64(10)})
-			return err
 		}, []string{`queue "{queue}" already exists`, "'x-delivery-limit'", "or set RABBITMQ_DELIVERY_LIMIT to match"}},
 		{"exchange type", "quorum", func(ch *amqp.Channel, cfg config) error {
-			return ch.ExchangeDeclare(cfg.Exchange, "direct", true, false, false, false, nil)
+			return ch.ExchangeDeclare(cfg.Exchange, "direct",
+				true,  // durable
+				false, // autoDelete
+				false, // internal
+				false, // noWait
+				nil,
+			)
 		}, []string{`exchange "{exchange}" already exists with other arguments (inequivalent arg 'type'`,
 			"(Exchanges > {exchange} > Delete) or set RABBITMQ_EXCHANGE to another name"}},
 	}

@@ -203,7 +203,7 @@ func TestRunStopsOnTopologyMismatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ch.QueueDeclare(cfg.Queue, true, false, false, false, amqp.Table{
+	if err := declareQueue(ch, cfg.Queue, amqp.Table{
 		"x-queue-type": "quorum", "x-dead-letter-exchange": cfg.DeadLetterExchange, "x-delivery-limit": int64(5),
 	}); err != nil {
 		t.Fatal(err)
