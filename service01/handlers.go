@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// publisher publishes messages to the broker. *amqpPublisher is the real
+// one; the handler tests use a fake.
+type publisher interface {
+	// Publish returns once the broker has confirmed m, or with an error
+	// (a *publishError when the broker was the problem).
+	Publish(ctx context.Context, m message) error
+	// Ready returns nil while messages can be published, else why not.
+	Ready() error
+}
+
+// handlePing publishes the message in the request and answers 202 Accepted
+// with it once the broker has confirmed that it is stored.
+func handlePing(logger *slog.Logger, pub publisher) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mediaType != "application/json" {
+			writeProblem(w, r, http.StatusUnsupportedMediaType,
+				`send the body as JSON with Content-Type: application/json, e.g. curl --json '{"msg":"hello"}' http://localhost:8000/ping`)
+			return
+		}
+
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+		if err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				writeProblem(w, r, http.StatusRequestEntityTooLarge,
+					fmt.Sprintf("The request body is larger than 16 KiB (%d bytes); send a smaller body.", maxBodyBytes))
+				return
+			}
+			writeProblem(w, r, http.StatusBadRequest, "The request body could not be read; send it again.")
+			return
+		}
+		req, err := decodePing(body)
+		if err != nil {
+			writeProblem(w, r, http.StatusBadRequest, err.Error())
+			return
+		}
+
+		m := newMessage(req.Msg, requestIDFrom(r.Context()), time.Now())
+		if err := pub.Publish(r.Context(), m); err != nil {
+			log := logger.With(slog.String("request_id", m.RequestID), slog.String("id", m.ID))
+			pubErr, ok := errors.AsType[*publishError](err)
+			if !ok {
+				log.Error("publish failed", slog.Any("error", err))
+				w.Header().Set("Retry-After", "1")
+				writeProblem(w, r, http.StatusServiceUnavailable, "The message could not be published; it was not stored. Retry the request.")
+				return
+			}
+			log.Warn("publish failed", slog.String("result", pubErr.Result), slog.Any("error", pubErr.Err))
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, r, http.StatusServiceUnavailable, pubErr.Detail)
+			return
+		}
+
+		w.Header().Set("Location", "/pong/"+m.ID)
+		writeJSON(w, http.StatusAccepted, "application/json", m)
+	})
+}
+
+// handleHealthz answers 200 while the process is up.
+func handleHealthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, "application/json", map[string]string{"status": "ok"})
+	})
+}
+
+// handleReadyz answers 200 while pub can publish, else 503 saying why.
+func handleReadyz(pub publisher) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := pub.Ready(); err != nil {
+			writeProblem(w, r, http.StatusServiceUnavailable, err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, "application/json", map[string]string{"status": "ready"})
+	})
+}
+
+// handleMethodNotAllowed answers 405 on a known path asked with a method it
+// does not serve. (ServeMux's own 405 is plain text.)
+func handleMethodNotAllowed(allow ...string) http.Handler {
+	allowed := strings.Join(allow, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allowed)
+		writeProblem(w, r, http.StatusMethodNotAllowed,
+			fmt.Sprintf("%s is not allowed on %s; use %s.", r.Method, r.URL.Path, strings.Join(allow, " or ")))
+	})
+}
+
+// handleNotFound answers 404 for every path service01 does not serve.
+func handleNotFound() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound,
+			fmt.Sprintf("There is no route for %s %s here. service01 serves POST /ping, GET /healthz, GET /readyz and GET /metrics.", r.Method, r.URL.Path))
+	})
+}
+
+// writeJSON answers with status and v encoded as JSON.
+func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	// The header is sent: an error here means the client has gone away.
+	json.NewEncoder(w).Encode(v)
+}
