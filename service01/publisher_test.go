@@ -1,0 +1,541 @@
+package main
+
+// Integration tests of the publisher against the real RabbitMQ node of
+// rabbitmq_test.go. Each test declares a topology of its own (names derived
+// from the test's name), so that they can share the node.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// testConfig is the default configuration pointed at the test node, with
+// exchange and queue names of the test's own.
+func testConfig(t *testing.T, r *testRabbit) config {
+	t.Helper()
+	cfg, err := parseConfig(getenvFrom(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "."))
+	cfg.RabbitHost = "127.0.0.1"
+	cfg.RabbitPort = r.amqpPort
+	cfg.Exchange = name + ".pings"
+	cfg.Queue = name + ".pings"
+	cfg.DeadLetterExchange = name + ".dlx"
+	cfg.DeadLetterQueue = name + ".dead"
+	// Generous: the machine is shared. Tests that expect a timeout lower it.
+	cfg.ConfirmTimeout = 30 * time.Second
+	return cfg
+}
+
+// testLogger shows the service's logs with go test -v only.
+func testLogger() *slog.Logger {
+	var w io.Writer = io.Discard
+	if testing.Verbose() {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// mustStartPublisher runs a publisher until the test ends and waits until
+// it is connected with its topology declared.
+func mustStartPublisher(t *testing.T, cfg config) (*amqpPublisher, *metrics) {
+	t.Helper()
+	m := newMetrics()
+	p := newPublisher(cfg, testLogger(), m)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	waitFor(t, "the publisher to be ready", 60*time.Second, func() bool { return p.Ready() == nil })
+	return p, m
+}
+
+// waitFor polls cond until it holds, failing the test after timeout.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// mustChannel opens a connection and channel of the test's own to the node.
+func mustChannel(t *testing.T, r *testRabbit) *amqp.Channel {
+	t.Helper()
+	conn, err := amqp.Dial(r.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// mustGet takes the next message from queue, waiting for it.
+func mustGet(t *testing.T, ch *amqp.Channel, queue string) amqp.Delivery {
+	t.Helper()
+	var d amqp.Delivery
+	waitFor(t, "a message in "+queue, 10*time.Second, func() bool {
+		var ok bool
+		var err error
+		d, ok, err = ch.Get(queue, true /* autoAck */)
+		if err != nil {
+			t.Fatalf("basic.get: %v", err)
+		}
+		return ok
+	})
+	return d
+}
+
+// value reads a counter or gauge.
+func value(t *testing.T, c prometheus.Collector) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 1)
+	c.Collect(ch)
+	var m dto.Metric
+	if err := (<-ch).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Counter != nil {
+		return m.Counter.GetValue()
+	}
+	return m.Gauge.GetValue()
+}
+
+// resultOf returns the result label a publish error would be counted under.
+func resultOf(err error) string {
+	if err == nil {
+		return resultConfirmed
+	}
+	if pubErr, ok := errors.AsType[*publishError](err); ok {
+		return pubErr.Result
+	}
+	return "not a publishError: " + err.Error()
+}
+
+func TestPublishConfirmed(t *testing.T) {
+	t.Parallel()
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	p, m := mustStartPublisher(t, cfg)
+
+	msg := newMessage("hello", "req-confirmed", time.Now())
+	if err := p.Publish(context.Background(), msg); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+
+	d := mustGet(t, mustChannel(t, r), cfg.Queue)
+	var got message
+	if err := json.Unmarshal(d.Body, &got); err != nil {
+		t.Fatalf("body %s: %v", d.Body, err)
+	}
+	if got != msg {
+		t.Errorf("body = %+v, want %+v", got, msg)
+	}
+	if d.DeliveryMode != amqp.Persistent {
+		t.Errorf("delivery mode = %d, want persistent (2)", d.DeliveryMode)
+	}
+	if d.ContentType != "application/json" || d.MessageId != msg.ID || d.CorrelationId != "req-confirmed" ||
+		d.AppId != "service01" || d.Type != "ping.created" || d.Timestamp.IsZero() {
+		t.Errorf("properties: content type %q, message id %q, correlation id %q, app id %q, type %q, timestamp %v",
+			d.ContentType, d.MessageId, d.CorrelationId, d.AppId, d.Type, d.Timestamp)
+	}
+	if d.Exchange != cfg.Exchange || d.RoutingKey != cfg.RoutingKey {
+		t.Errorf("published to %q with key %q, want %q, %q", d.Exchange, d.RoutingKey, cfg.Exchange, cfg.RoutingKey)
+	}
+
+	if got := value(t, m.publishes.WithLabelValues(resultConfirmed)); got != 1 {
+		t.Errorf("publishes_total{result=confirmed} = %v, want 1", got)
+	}
+	if got := value(t, m.connected); got != 1 {
+		t.Errorf("connected = %v, want 1", got)
+	}
+}
+
+func TestTopology(t *testing.T) {
+	t.Parallel()
+	r := mustRabbit(t)
+	for _, queueType := range []string{"quorum", "classic"} {
+		t.Run(queueType, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t, r)
+			cfg.QueueType = queueType
+			mustStartPublisher(t, cfg)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			out, err := r.Ctl(ctx, "list_queues", "--quiet", "--formatter", "json", "name", "type", "durable", "arguments")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var queues []struct {
+				Name      string  `json:"name"`
+				Type      string  `json:"type"`
+				Durable   bool    `json:"durable"`
+				Arguments [][]any `json:"arguments"` // [name, type, value]
+			}
+			if err := json.Unmarshal(out, &queues); err != nil {
+				t.Fatalf("list_queues: %v: %s", err, out)
+			}
+			found := 0
+			for _, q := range queues {
+				switch q.Name {
+				case cfg.Queue:
+					found++
+					want := map[string]any{"x-queue-type": queueType, "x-dead-letter-exchange": cfg.DeadLetterExchange}
+					if queueType == "quorum" {
+						want["x-delivery-limit"] = float64(cfg.DeliveryLimit)
+					}
+					if !q.Durable || q.Type != queueType || !sameArgs(q.Arguments, want) {
+						t.Errorf("queue %+v, want durable, type %s, arguments %v", q, queueType, want)
+					}
+				case cfg.DeadLetterQueue:
+					found++
+					want := map[string]any{"x-queue-type": queueType}
+					if !q.Durable || q.Type != queueType || !sameArgs(q.Arguments, want) {
+						t.Errorf("dead-letter queue %+v, want durable, type %s, arguments %v", q, queueType, want)
+					}
+				}
+			}
+			if found != 2 {
+				t.Errorf("found %d of the 2 queues in %s", found, out)
+			}
+
+			// The bindings route a message with the routing key to the queue,
+			// and a dead-lettered one to the dead-letter queue.
+			ch := mustChannel(t, r)
+			for _, pub := range []struct{ exchange, key, queue string }{
+				{cfg.Exchange, cfg.RoutingKey, cfg.Queue},
+				{cfg.DeadLetterExchange, "any key", cfg.DeadLetterQueue},
+			} {
+				if err := ch.PublishWithContext(ctx, pub.exchange, pub.key, false, false, amqp.Publishing{Body: []byte(pub.queue)}); err != nil {
+					t.Fatal(err)
+				}
+				if d := mustGet(t, ch, pub.queue); string(d.Body) != pub.queue {
+					t.Errorf("got %q from %s", d.Body, pub.queue)
+				}
+			}
+		})
+	}
+}
+
+// sameArgs compares queue arguments as rabbitmqctl prints them, a list of
+// [name, type, value], with the expected values by name.
+func sameArgs(got [][]any, want map[string]any) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	for _, arg := range got {
+		if len(arg) != 3 || want[arg[0].(string)] != arg[2] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestPublishReturnedWhenUnroutable(t *testing.T) {
+	t.Parallel()
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	cfg.PublishChannels = 1 // the channel that saw the return is used again below
+	p, m := mustStartPublisher(t, cfg)
+
+	// Without the binding, nothing takes the message.
+	ch := mustChannel(t, r)
+	if err := ch.QueueUnbind(cfg.Queue, cfg.RoutingKey, cfg.Exchange, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Publish(context.Background(), newMessage("lost", "req-returned", time.Now()))
+	if got := resultOf(err); got != resultReturned {
+		t.Fatalf("Publish to an exchange without bindings: result %q (%v), want returned", got, err)
+	}
+	pubErr, _ := errors.AsType[*publishError](err)
+	if !strings.Contains(pubErr.Detail, cfg.Exchange) || !strings.Contains(pubErr.Err.Error(), "NO_ROUTE") {
+		t.Errorf("detail %q, cause %q: want the exchange and the broker's NO_ROUTE", pubErr.Detail, pubErr.Err)
+	}
+
+	// The return was this message's: the next one, routable again, is
+	// confirmed on the same channel and not taken for returned.
+	if err := ch.QueueBind(cfg.Queue, cfg.RoutingKey, cfg.Exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := p.Publish(context.Background(), newMessage("found", "req-routed", time.Now())); err != nil {
+			t.Fatalf("Publish %d after binding again: %v", i, err)
+		}
+	}
+	if got := value(t, m.publishes.WithLabelValues(resultReturned)); got != 1 {
+		t.Errorf("publishes_total{result=returned} = %v, want 1", got)
+	}
+	if got := value(t, m.publishes.WithLabelValues(resultConfirmed)); got != 3 {
+		t.Errorf("publishes_total{result=confirmed} = %v, want 3", got)
+	}
+}
+
+func TestPublishConcurrently(t *testing.T) {
+	t.Parallel()
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	cfg.PublishChannels = 8 // fewer than the goroutines: they wait their turn
+	p, _ := mustStartPublisher(t, cfg)
+
+	const goroutines, each = 50, 10
+	var (
+		mu   sync.Mutex
+		sent = make(map[string]bool)
+		wg   sync.WaitGroup
+	)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				msg := newMessage("concurrent", "req-concurrent", time.Now())
+				if err := p.Publish(context.Background(), msg); err != nil {
+					t.Errorf("goroutine %d, publish %d: %v", g, i, err)
+					continue
+				}
+				mu.Lock()
+				sent[msg.ID] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(sent) != goroutines*each {
+		t.Fatalf("%d publishes confirmed, want %d", len(sent), goroutines*each)
+	}
+
+	// Every confirmed message is in the queue, once.
+	ch := mustChannel(t, r)
+	deliveries, err := ch.Consume(cfg.Queue, "", true /* autoAck */, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	received := make(map[string]int)
+	timeout := time.After(60 * time.Second)
+	for len(received) < len(sent) {
+		select {
+		case d := <-deliveries:
+			received[d.MessageId]++
+		case <-timeout:
+			t.Fatalf("received %d of %d messages", len(received), len(sent))
+		}
+	}
+	for id, n := range received {
+		if !sent[id] || n != 1 {
+			t.Errorf("message %s received %d times, sent: %v", id, n, sent[id])
+		}
+	}
+	q, err := ch.QueueDeclarePassive(cfg.Queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.Messages != 0 {
+		t.Errorf("%d more messages in the queue than were published", q.Messages)
+	}
+}
+
+// The broker goes away and comes back: the publisher answers at once while
+// it is gone, and recovers on its own.
+// Not parallel: it stops the node the other tests use.
+func TestBrokerRestart(t *testing.T) {
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	p, m := mustStartPublisher(t, cfg)
+	if err := p.Publish(context.Background(), newMessage("before", "req-before", time.Now())); err != nil {
+		t.Fatalf("Publish before the restart: %v", err)
+	}
+
+	halted := true
+	r.Halt(false)
+	t.Cleanup(func() {
+		if halted {
+			if err := r.Start(); err != nil {
+				t.Errorf("restart RabbitMQ: %v", err)
+			}
+		}
+	})
+
+	waitFor(t, "the publisher to notice", 30*time.Second, func() bool { return p.Ready() != nil })
+	if err := p.Ready(); !strings.Contains(err.Error(), cfg.RabbitAddr()) {
+		t.Errorf("Ready() = %q, want it to name the broker %s", err, cfg.RabbitAddr())
+	}
+	if got := value(t, m.connected); got != 0 {
+		t.Errorf("connected = %v while the broker is down, want 0", got)
+	}
+	// With a 30 s confirm timeout, "unavailable" (not "timeout") shows that
+	// it answered at once.
+	err := p.Publish(context.Background(), newMessage("during", "req-during", time.Now()))
+	if got := resultOf(err); got != resultUnavailable {
+		t.Fatalf("Publish while the broker is down: result %q (%v), want unavailable", got, err)
+	}
+
+	if err := r.Start(); err != nil {
+		t.Fatalf("restart RabbitMQ: %v", err)
+	}
+	halted = false
+	waitFor(t, "the publisher to reconnect", 60*time.Second, func() bool { return p.Ready() == nil })
+	if err := p.Publish(context.Background(), newMessage("after", "req-after", time.Now())); err != nil {
+		t.Fatalf("Publish after the restart: %v", err)
+	}
+
+	// Both confirmed messages survived the restart, in order.
+	ch := mustChannel(t, r)
+	for _, want := range []string{"before", "after"} {
+		var got message
+		if err := json.Unmarshal(mustGet(t, ch, cfg.Queue).Body, &got); err != nil || got.Msg != want {
+			t.Errorf("got %+v (%v), want msg %q", got, err, want)
+		}
+	}
+}
+
+// A memory alarm blocks publishing connections: Publish answers "blocked"
+// without waiting, and works again once the alarm clears.
+// Not parallel: the alarm stops every publisher on the node.
+func TestMemoryAlarm(t *testing.T) {
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	cfg.ConfirmTimeout = 2 * time.Second
+	p, m := mustStartPublisher(t, cfg)
+	if err := p.Publish(context.Background(), newMessage("before", "req-before", time.Now())); err != nil {
+		t.Fatalf("Publish before the alarm: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	t.Cleanup(func() {
+		if !restored {
+			r.Ctl(context.Background(), "set_vm_memory_high_watermark", "0.4")
+		}
+	})
+
+	// RabbitMQ tells a connection it is blocked when it next publishes: the
+	// first publish may wait out the confirm timeout, the next are refused
+	// at once.
+	var err error
+	waitFor(t, "a publish to be refused as blocked", 60*time.Second, func() bool {
+		err = p.Publish(context.Background(), newMessage("during", "req-during", time.Now()))
+		switch resultOf(err) {
+		case resultBlocked:
+			return true
+		case resultTimeout, resultConfirmed: // the alarm is not on yet, or not yet known
+			return false
+		}
+		t.Fatalf("Publish during the alarm: %v", err)
+		return false
+	})
+	pubErr, _ := errors.AsType[*publishError](err)
+	if !strings.Contains(pubErr.Detail, "memory or disk alarm") {
+		t.Errorf("detail = %q, want it to name the alarm", pubErr.Detail)
+	}
+	if p.Ready() != nil {
+		t.Errorf("Ready() = %v during an alarm; the connection is still up", p.Ready())
+	}
+
+	// The broker reads nothing more from a blocked connection, so opening a
+	// channel (to replace one that timed out) would wait for the end of the
+	// alarm; it must give up at the request's deadline instead.
+	s, _ := p.current()
+	openCtx, cancelOpen := context.WithTimeout(ctx, time.Second)
+	defer cancelOpen()
+	opened := make(chan error, 1)
+	go func() {
+		c, err := openConfirmChannel(openCtx, s.conn)
+		if err == nil {
+			c.ch.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-opened:
+		t.Logf("opening a channel while blocked: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("opening a channel on the blocked connection ignored its deadline")
+	}
+
+	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	waitFor(t, "publishing to work again", 60*time.Second, func() bool {
+		err := p.Publish(context.Background(), newMessage("after", "req-after", time.Now()))
+		switch resultOf(err) {
+		case resultConfirmed:
+			return true
+		case resultBlocked, resultTimeout:
+			return false
+		}
+		t.Fatalf("Publish after the alarm: %v", err)
+		return false
+	})
+	if got := value(t, m.publishes.WithLabelValues(resultBlocked)); got < 1 {
+		t.Errorf("publishes_total{result=blocked} = %v, want at least 1", got)
+	}
+}
+
+// A queue that exists with another type cannot be fixed by retrying: Run
+// stops with an error that says what and how to fix it.
+func TestTopologyMismatch(t *testing.T) {
+	t.Parallel()
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	ch := mustChannel(t, r)
+	// Everything as service01 declares it but the type.
+	args := amqp.Table{"x-queue-type": "classic", "x-dead-letter-exchange": cfg.DeadLetterExchange}
+	if _, err := ch.QueueDeclare(cfg.Queue, true, false, false, false, args); err != nil {
+		t.Fatal(err)
+	}
+
+	p := newPublisher(cfg, testLogger(), newMetrics()) // quorum, the default
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := p.Run(ctx)
+	if err == nil {
+		t.Fatal("Run returned nil, want the mismatch")
+	}
+	if _, ok := errors.AsType[*topologyError](err); !ok {
+		t.Errorf("Run: %v (%T), want a *topologyError", err, err)
+	}
+	for _, want := range []string{
+		`queue "` + cfg.Queue + `" already exists with other arguments`,
+		"inequivalent arg 'x-queue-type'",
+		"received 'quorum' but current is 'classic'",
+		"Queues > " + cfg.Queue + " > Delete",
+		"set RABBITMQ_QUEUE_TYPE to match",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+	if p.Ready() == nil {
+		t.Error("Ready() = nil after a mismatch")
+	}
+}
