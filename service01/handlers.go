@@ -25,6 +25,10 @@ type publisher interface {
 
 // handlePing publishes the message in the request and answers 202 Accepted
 // with it once the broker has confirmed that it is stored.
+//
+// The handler makes the message (id, date) and the publisher only sends
+// it, so an Idempotency-Key can be added here later: remember the message
+// per key, and answer a repeated key with the same message.
 func handlePing(logger *slog.Logger, pub publisher) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -52,17 +56,14 @@ func handlePing(logger *slog.Logger, pub publisher) http.Handler {
 
 		m := newMessage(req.Msg, requestIDFrom(r.Context()), time.Now())
 		if err := pub.Publish(r.Context(), m); err != nil {
-			log := logger.With(slog.String("request_id", m.RequestID), slog.String("id", m.ID))
-			pubErr, ok := errors.AsType[*publishError](err)
-			if !ok {
-				log.Error("publish failed", slog.Any("error", err))
-				w.Header().Set("Retry-After", "1")
-				writeProblem(w, r, http.StatusServiceUnavailable, "The message could not be published; it was not stored. Retry the request.")
-				return
+			detail, result := "The message could not be published; it may not have been stored. Retry the request.", "error"
+			if pubErr, ok := errors.AsType[*publishError](err); ok {
+				detail, result = pubErr.Detail, pubErr.Result
 			}
-			log.Warn("publish failed", slog.String("result", pubErr.Result), slog.Any("error", pubErr.Err))
+			logger.Warn("publish failed", slog.String("request_id", m.RequestID), slog.String("id", m.ID),
+				slog.String("result", result), slog.Any("error", err))
 			w.Header().Set("Retry-After", "1")
-			writeProblem(w, r, http.StatusServiceUnavailable, pubErr.Detail)
+			writeProblem(w, r, http.StatusServiceUnavailable, detail)
 			return
 		}
 

@@ -135,7 +135,7 @@ func (p *amqpPublisher) Run(ctx context.Context) error {
 			}
 			p.logger.Info("closed the RabbitMQ connection")
 			return nil
-		case amqpErr := <-s.closed: // nil when the channel was closed without an error
+		case amqpErr := <-s.closed: // nil if the library closed it without an error
 			why := fmt.Errorf("lost the connection to RabbitMQ at %s: %v; reconnecting", addr, amqpErr)
 			p.setDown(why)
 			p.logger.Warn("lost the connection to RabbitMQ", slog.String("addr", addr), slog.Any("error", amqpErr))
