@@ -187,6 +187,23 @@ func TestPingRejected(t *testing.T) {
 	}
 }
 
+func TestPingBodyLimit(t *testing.T) {
+	valid := `{"msg":"hello"}`
+	for _, tt := range []struct {
+		size   int
+		status int
+	}{
+		{maxBodyBytes, http.StatusAccepted},
+		{maxBodyBytes + 1, http.StatusRequestEntityTooLarge},
+	} {
+		body := valid + strings.Repeat(" ", tt.size-len(valid)) // white space after the object is fine
+		rec := serve(t, &fakePublisher{}, newPing(body, "application/json"))
+		if rec.Code != tt.status {
+			t.Errorf("%d-byte body: status = %d, want %d; body: %s", tt.size, rec.Code, tt.status, rec.Body)
+		}
+	}
+}
+
 func TestPingContentTypeParameters(t *testing.T) {
 	for _, ct := range []string{"application/json", "application/json; charset=utf-8", "Application/JSON;Charset=UTF-8"} {
 		rec := serve(t, &fakePublisher{}, newPing(`{"msg":"hello"}`, ct))

@@ -539,3 +539,99 @@ func TestTopologyMismatch(t *testing.T) {
 		t.Error("Ready() = nil after a mismatch")
 	}
 }
+
+// A queue that refuses the message makes the broker nack it.
+func TestPublishNacked(t *testing.T) {
+	t.Parallel()
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	cfg.PublishChannels = 1 // the channel that saw the nack is replaced below
+	p, m := mustStartPublisher(t, cfg)
+
+	// A second queue bound with the same key that takes no message at all:
+	// the message is confirmed only if every queue it is routed to takes it.
+	ch := mustChannel(t, r)
+	full := cfg.Queue + ".full"
+	if _, err := ch.QueueDeclare(full, false, true, false, false, amqp.Table{"x-max-length": int64(0), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(full, cfg.RoutingKey, cfg.Exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := p.Publish(context.Background(), newMessage("refused", "req-nacked", time.Now()))
+	if got := resultOf(err); got != resultNacked {
+		t.Fatalf("Publish to a full queue: result %q (%v), want nacked", got, err)
+	}
+
+	if _, err := ch.QueueDelete(full, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Publish(context.Background(), newMessage("taken", "req-after-nack", time.Now())); err != nil {
+		t.Fatalf("Publish after removing the full queue: %v", err)
+	}
+	if got := value(t, m.publishes.WithLabelValues(resultNacked)); got != 1 {
+		t.Errorf("publishes_total{result=nacked} = %v, want 1", got)
+	}
+}
+
+// The connection closes while a message waits for its confirm: the publish
+// fails as unavailable (not as a nack), and the publisher reconnects.
+// Not parallel: it raises a memory alarm to hold the confirm back.
+func TestConnectionClosedWhileWaitingForConfirm(t *testing.T) {
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	p, _ := mustStartPublisher(t, cfg) // 30 s confirm timeout
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	t.Cleanup(func() {
+		if !restored {
+			r.Ctl(context.Background(), "set_vm_memory_high_watermark", "0.4")
+		}
+	})
+	s, _ := p.current()
+	// Once the alarm is on, a message sent is held unconfirmed and the
+	// connection reports itself blocked. Publish until that happens.
+	done := make(chan error, 1)
+	waitFor(t, "a publish to be held by the alarm", 60*time.Second, func() bool {
+		go func() { done <- p.Publish(context.Background(), newMessage("held", "req-held", time.Now())) }()
+		for {
+			select {
+			case err := <-done: // confirmed before the alarm took effect
+				if err != nil {
+					t.Fatalf("Publish while raising the alarm: %v", err)
+				}
+				return false
+			default:
+			}
+			if s.blockedReason() != "" {
+				return true
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
+	if _, err := r.Ctl(ctx, "close_all_connections", "closed by the test"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if got := resultOf(err); got != resultUnavailable {
+			t.Fatalf("Publish whose connection closed: result %q (%v), want unavailable", got, err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Publish did not return after its connection closed")
+	}
+
+	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	waitFor(t, "publishing to work again", 60*time.Second, func() bool {
+		return p.Ready() == nil && p.Publish(context.Background(), newMessage("after", "req-after", time.Now())) == nil
+	})
+}
