@@ -233,21 +233,18 @@ func (p *amqpPublisher) publish(ctx context.Context, m message) error {
 		return err
 	}
 
-	// Once the message is on its way, wait for the broker's answer even if
-	// the client hangs up: the channel then stays usable, and the metrics
-	// say what the broker did. SERVICE01_CONFIRM_TIMEOUT bounds it all.
+	// From here on, carry on even if the client hangs up: a channel can be
+	// reused only once its message is confirmed, and the metrics should say
+	// what the broker did. SERVICE01_CONFIRM_TIMEOUT bounds it all.
 	timeout := p.cfg.ConfirmTimeout
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
+	notSentInTime := fmt.Sprintf("No channel to RabbitMQ was free or could be opened within %s, so the message was not sent. Retry the request.", timeout)
 
 	c, err := s.acquire(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
-			return &publishError{
-				Result: resultTimeout,
-				Detail: fmt.Sprintf("No channel to RabbitMQ was free or could be opened within %s, so the message was not sent. Retry the request.", timeout),
-				Err:    err,
-			}
+			return &publishError{Result: resultTimeout, Detail: notSentInTime, Err: err}
 		}
 		return &publishError{
 			Result: resultUnavailable,
@@ -276,11 +273,7 @@ func (p *amqpPublisher) publish(ctx context.Context, m message) error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		// The time ran out before sending: the channel is as good as before.
 		s.release(c)
-		return &publishError{
-			Result: resultTimeout,
-			Detail: fmt.Sprintf("No channel to RabbitMQ was free or could be opened within %s, so the message was not sent. Retry the request.", timeout),
-			Err:    fmt.Errorf("basic.publish: %w", err),
-		}
+		return &publishError{Result: resultTimeout, Detail: notSentInTime, Err: fmt.Errorf("basic.publish: %w", err)}
 	}
 	if err != nil {
 		s.discard(c)
