@@ -34,7 +34,7 @@ func handlePing(logger *slog.Logger, pub publisher) http.Handler {
 		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mediaType != "application/json" {
 			writeProblem(w, r, http.StatusUnsupportedMediaType,
-				`send the body as JSON with Content-Type: application/json, e.g. curl --json '{"msg":"hello"}' http://localhost:8000/ping`)
+				`Send the body as JSON with Content-Type: application/json, e.g. curl --json '{"msg":"hello"}' http://localhost:8000/ping`)
 			return
 		}
 

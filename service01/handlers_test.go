@@ -153,7 +153,7 @@ func TestPingRejected(t *testing.T) {
 		detail      string // a part of the problem's detail
 	}{
 		{"no content type", `{"msg":"hello"}`, "", http.StatusUnsupportedMediaType,
-			`send the body as JSON with Content-Type: application/json, e.g. curl --json '{"msg":"hello"}' http://localhost:8000/ping`},
+			`Send the body as JSON with Content-Type: application/json, e.g. curl --json '{"msg":"hello"}' http://localhost:8000/ping`},
 		{"form", `msg=hello`, "application/x-www-form-urlencoded", http.StatusUnsupportedMediaType, "Content-Type: application/json"},
 		{"text", `{"msg":"hello"}`, "text/plain", http.StatusUnsupportedMediaType, "Content-Type: application/json"},
 		{"malformed content type", `{"msg":"hello"}`, "application/json; charset", http.StatusUnsupportedMediaType, "Content-Type: application/json"},
