@@ -18,10 +18,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/joho/godotenv"
+
+	"pingpong/lab/runner"
 )
 
 func main() {
@@ -47,20 +50,20 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg, err := loadConfig(environ)
+	cfg, err := runner.LoadConfig(environ)
 	if err != nil {
 		return err
 	}
-	root, err := repoRoot()
+	root, err := runner.RepoRoot()
 	if err != nil {
 		return err
 	}
-	l := newLab(cfg, labOptions{root: root, state: filepath.Join(root, ".lab"), env: environ, echo: stdout})
+	l := runner.New(cfg, runner.Options{Root: root, State: filepath.Join(root, ".lab"), Env: environ, Echo: stdout})
 	switch args[0] {
 	case "run":
-		return runLab(ctx, l, args[1:], stdout)
+		return runLab(ctx, l, root, args[1:], stdout)
 	case "ctl":
-		out, err := l.rabbit.ctl(ctx, args[1:]...)
+		out, err := l.Ctl(ctx, args[1:]...)
 		fmt.Fprint(stdout, out)
 		if err != nil {
 			return fmt.Errorf("%w\n(is the lab's broker running? start it with make run)", err)
@@ -71,64 +74,50 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	}
 }
 
-func runLab(ctx context.Context, l *Lab, args []string, stdout io.Writer) error {
-	parts, err := parseParts(args)
+func runLab(ctx context.Context, l *runner.Lab, root string, args []string, stdout io.Writer) error {
+	parts, err := runner.ParseParts(args)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Starting %s (state and logs in %s)...\n", strings.Join(parts, ", "), relPath(l.root, l.state))
+	fmt.Fprintf(stdout, "Starting %s (state and logs in %s)...\n", strings.Join(parts, ", "), relPath(root, l.State()))
 	if err := l.Start(ctx, parts); err != nil {
 		return err
 	}
 	defer l.Stop()
-	printBanner(stdout, l, parts)
+	printBanner(stdout, l, root, parts)
 	err = l.Wait(ctx)
 	fmt.Fprintln(stdout, "Stopping the lab...")
 	return err
 }
 
-func printBanner(w io.Writer, l *Lab, parts []string) {
+// printBanner says where everything is. It names localhost, as a person
+// would type it.
+func printBanner(w io.Writer, l *runner.Lab, root string, parts []string) {
 	has := func(p string) bool { return slices.Contains(parts, p) }
+	cfg := l.Config()
+	gateway := "http://localhost:" + strconv.Itoa(cfg.GatewayPort)
 	fmt.Fprintln(w, "\nThe lab is up:")
 	if has("nginx") {
-		fmt.Fprintf(w, "  gateway        %s   POST /ping, GET /pong, GET /pong/{id}, GET /healthz\n", l.GatewayURL())
+		fmt.Fprintf(w, "  gateway        %s   POST /ping, GET /pong, GET /pong/{id}, GET /healthz\n", gateway)
 	}
 	if has("rabbitmq") {
-		fmt.Fprintf(w, "  management UI  %s  login %s / %s\n", l.ManagementURL(), l.cfg.RabbitMQUser, l.cfg.RabbitMQPass)
-		fmt.Fprintf(w, "  AMQP           amqp://localhost:%d\n", l.cfg.RabbitMQPort)
+		fmt.Fprintf(w, "  management UI  http://localhost:%d  login %s / %s\n", cfg.ManagementPort, cfg.RabbitMQUser, cfg.RabbitMQPass)
+		fmt.Fprintf(w, "  AMQP           amqp://localhost:%d\n", cfg.RabbitMQPort)
 	}
-	for _, name := range []string{"service01", "service02"} {
-		if has(name) {
-			fmt.Fprintf(w, "  %s      http://localhost:%d   /healthz /readyz /metrics\n", name, l.services[name].port)
-		}
+	if has("service01") {
+		fmt.Fprintf(w, "  service01      http://localhost:%d   /healthz /readyz /metrics\n", cfg.Service01Port)
 	}
-	fmt.Fprintf(w, "  logs           %s\n", relPath(l.root, filepath.Join(l.state, "logs")))
+	if has("service02") {
+		fmt.Fprintf(w, "  service02      http://localhost:%d   /healthz /readyz /metrics\n", cfg.Service02Port)
+	}
+	fmt.Fprintf(w, "  logs           %s\n", relPath(root, filepath.Join(l.State(), "logs")))
 	if has("nginx") && has("service01") {
-		fmt.Fprintf(w, "\nTry:\n  curl --json '{\"msg\":\"hello\"}' %s/ping\n", l.GatewayURL())
+		fmt.Fprintf(w, "\nTry:\n  curl --json '{\"msg\":\"hello\"}' %s/ping\n", gateway)
 		if has("service02") {
-			fmt.Fprintf(w, "  curl %s/pong\n", l.GatewayURL())
+			fmt.Fprintf(w, "  curl %s/pong\n", gateway)
 		}
 	}
 	fmt.Fprintln(w, "\nPress Ctrl-C to stop.")
-}
-
-// repoRoot finds the repository from the working directory: the folder with
-// go.work, at or above it.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the lab from inside its repository (no go.work found above the working directory)")
-		}
-		dir = parent
-	}
 }
 
 func relPath(base, target string) string {

@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // partOrder is the order the parts start in; they stop in reverse.
@@ -32,33 +31,35 @@ type Lab struct {
 	started  []string // the parts started, in order
 }
 
-// labOptions are the choices a Lab is made with beyond Config.
-type labOptions struct {
-	root, state string
-	env         []string
-	echo        io.Writer
-	buildFlags  []string
+// Options are the choices a Lab is made with beyond Config.
+type Options struct {
+	Root       string    // the repository
+	State      string    // the runner's folder: data, logs, binaries, rendered config
+	Env        []string  // the environment the services get (KEY=value)
+	Echo       io.Writer // where the services' and nginx's output is echoed; nil for none
+	BuildFlags []string  // extra go build flags (the tests add -race)
 	// The Erlang ports of the broker; zero picks RabbitMQ's convention
 	// (distribution on the AMQP port + 20000) and the AMQP port + 30000 for
 	// the node's own epmd, so a second lab on other ports never collides.
-	distPort, epmdPort int
+	DistPort, EpmdPort int
 }
 
-func newLab(cfg Config, o labOptions) *Lab {
-	if o.distPort == 0 {
-		o.distPort = cfg.RabbitMQPort + 20000
+// New makes a lab; nothing starts before Start.
+func New(cfg Config, o Options) *Lab {
+	if o.DistPort == 0 {
+		o.DistPort = cfg.RabbitMQPort + 20000
 	}
-	if o.epmdPort == 0 {
-		o.epmdPort = cfg.RabbitMQPort + 30000
+	if o.EpmdPort == 0 {
+		o.EpmdPort = cfg.RabbitMQPort + 30000
 	}
-	l := &Lab{cfg: cfg, root: o.root, state: o.state, env: o.env, echo: o.echo, buildFlags: o.buildFlags}
+	l := &Lab{cfg: cfg, root: o.Root, state: o.State, env: o.Env, echo: o.Echo, buildFlags: o.BuildFlags}
 	l.rabbit = &rabbitmq{
-		dir:      filepath.Join(o.state, "rabbitmq-"+strconv.Itoa(cfg.RabbitMQPort)),
-		confDir:  filepath.Join(o.root, "rabbitmq"),
+		dir:      filepath.Join(o.State, "rabbitmq-"+strconv.Itoa(cfg.RabbitMQPort)),
+		confDir:  filepath.Join(o.Root, "rabbitmq"),
 		amqpPort: cfg.RabbitMQPort,
 		mgmtPort: cfg.ManagementPort,
-		distPort: o.distPort,
-		epmdPort: o.epmdPort,
+		distPort: o.DistPort,
+		epmdPort: o.EpmdPort,
 		user:     cfg.RabbitMQUser,
 		pass:     cfg.RabbitMQPass,
 	}
@@ -67,8 +68,8 @@ func newLab(cfg Config, o labOptions) *Lab {
 		"service02": l.newService("service02", cfg.Service02Port),
 	}
 	l.gateway = &nginx{
-		dir:      filepath.Join(o.state, "nginx-"+strconv.Itoa(cfg.GatewayPort)),
-		template: filepath.Join(o.root, "nginx", "templates", "gateway.conf.template"),
+		dir:      filepath.Join(o.State, "nginx-"+strconv.Itoa(cfg.GatewayPort)),
+		template: filepath.Join(o.Root, "nginx", "templates", "gateway.conf.template"),
 		vars:     gatewayVars(cfg, l.logPath("gateway-access")+" lab_json"),
 	}
 	return l
@@ -83,16 +84,19 @@ func (l *Lab) newService(name string, port int) *service {
 	)
 	// The working directory is the state folder, not the repository: the
 	// runner has already applied .env to the environment it passes on.
-	return &service{name: name, bin: binPath(l.state, name), dir: l.state, env: env, port: port, readyLimit: 45 * time.Second}
+	return &service{name: name, bin: binPath(l.state, name), dir: l.state, env: env, port: port, readyLimit: serviceReadyLimit}
 }
 
 func (l *Lab) logPath(part string) string {
 	return filepath.Join(l.state, "logs", part+".log")
 }
 
-// parseParts checks the names of the parts to start and puts them in start
+// Parts are the lab's parts, in the order they start.
+func Parts() []string { return slices.Clone(partOrder) }
+
+// ParseParts checks the names of the parts to start and puts them in start
 // order; none means all.
-func parseParts(args []string) ([]string, error) {
+func ParseParts(args []string) ([]string, error) {
 	if len(args) == 0 {
 		return partOrder, nil
 	}
@@ -154,7 +158,7 @@ func (l *Lab) startPart(ctx context.Context, part string) error {
 		if err := l.rabbit.start(); err != nil {
 			return err
 		}
-		err := l.rabbit.waitReady(ctx, 90*time.Second)
+		err := l.rabbit.waitReady(ctx, brokerReadyLimit)
 		if err != nil {
 			l.rabbit.stop()
 		}
@@ -163,7 +167,7 @@ func (l *Lab) startPart(ctx context.Context, part string) error {
 		if err := l.gateway.start(l.logPath("nginx"), l.echo); err != nil {
 			return err
 		}
-		err := waitHTTP(ctx, "nginx", l.GatewayURL()+"/healthz", l.gateway.proc, 15*time.Second)
+		err := waitHTTP(ctx, "nginx", l.GatewayURL()+"/healthz", l.gateway.proc, gatewayReadyLimit)
 		if err != nil {
 			l.gateway.stop()
 		}
@@ -258,12 +262,4 @@ func (l *Lab) proc(part string) *process {
 	default:
 		return l.services[part].proc
 	}
-}
-
-// GatewayURL is the base URL of the gateway.
-func (l *Lab) GatewayURL() string { return "http://localhost:" + strconv.Itoa(l.cfg.GatewayPort) }
-
-// ManagementURL is the base URL of RabbitMQ's management UI.
-func (l *Lab) ManagementURL() string {
-	return "http://localhost:" + strconv.Itoa(l.cfg.ManagementPort)
 }

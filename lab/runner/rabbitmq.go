@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -88,13 +88,16 @@ func (r *rabbitmq) start() error {
 	cmd := exec.Command(rabbitmqServer)
 	cmd.Env, cmd.Dir = r.env(), r.dir
 	// RabbitMQ's own log is long; it goes to its file only, never the terminal.
-	p, err := startProcess("rabbitmq", cmd, filepath.Join(r.dir, "rabbitmq.log"), nil)
+	p, err := startProcess("rabbitmq", cmd, r.logFile(), nil)
 	if err != nil {
 		return err
 	}
 	r.proc = p
 	return nil
 }
+
+// logFile is where the node's output goes.
+func (r *rabbitmq) logFile() string { return filepath.Join(r.dir, "rabbitmq.log") }
 
 // url is the AMQP URL of the node.
 func (r *rabbitmq) url() string {

@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"errors"
@@ -24,9 +24,9 @@ type Config struct {
 	RabbitMQPass   string `env:"RABBITMQ_DEFAULT_PASS" envDefault:"lab"`
 }
 
-// loadConfig reads the runner's configuration from environ (KEY=value
+// LoadConfig reads the runner's configuration from environ (KEY=value
 // pairs) and reports every problem at once, one line each.
-func loadConfig(environ []string) (Config, error) {
+func LoadConfig(environ []string) (Config, error) {
 	var cfg Config
 	vars := env.ToMap(environ)
 	err := env.ParseWithOptions(&cfg, env.Options{Environment: vars})

@@ -1,4 +1,4 @@
-package main
+package runner
 
 import (
 	"context"
@@ -21,21 +21,21 @@ func TestParseParts(t *testing.T) {
 		{[]string{"rabbit"}, "", `unknown part "rabbit": the parts are rabbitmq, service01, service02, nginx`},
 	}
 	for _, tt := range tests {
-		got, err := parseParts(tt.args)
+		got, err := ParseParts(tt.args)
 		if tt.wantErr != "" {
 			if err == nil || err.Error() != tt.wantErr {
-				t.Errorf("parseParts(%q) error = %v, want %q", tt.args, err, tt.wantErr)
+				t.Errorf("ParseParts(%q) error = %v, want %q", tt.args, err, tt.wantErr)
 			}
 			continue
 		}
 		if err != nil || strings.Join(got, " ") != tt.want {
-			t.Errorf("parseParts(%q) = %q, %v, want %q", tt.args, got, err, tt.want)
+			t.Errorf("ParseParts(%q) = %q, %v, want %q", tt.args, got, err, tt.want)
 		}
 	}
 }
 
 func TestLoadConfig(t *testing.T) {
-	cfg, err := loadConfig(nil)
+	cfg, err := LoadConfig(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,23 +44,23 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("defaults = %+v, want %+v", cfg, want)
 	}
 
-	cfg, err = loadConfig([]string{"GATEWAY_PORT=9000", "RABBITMQ_DEFAULT_USER=me"})
+	cfg, err = LoadConfig([]string{"GATEWAY_PORT=9000", "RABBITMQ_DEFAULT_USER=me"})
 	if err != nil || cfg.GatewayPort != 9000 || cfg.RabbitMQUser != "me" {
 		t.Errorf("overrides = %+v, %v", cfg, err)
 	}
 
-	_, err = loadConfig([]string{"GATEWAY_PORT=eighty", "SERVICE01_PORT=70000"})
+	_, err = LoadConfig([]string{"GATEWAY_PORT=eighty", "SERVICE01_PORT=70000"})
 	if err == nil {
 		t.Fatal("invalid ports accepted")
 	}
 	if !strings.Contains(err.Error(), "GATEWAY_PORT") {
 		t.Errorf("error %q does not name GATEWAY_PORT", err)
 	}
-	_, err = loadConfig([]string{"GATEWAY_RATE_LIMIT=100"})
+	_, err = LoadConfig([]string{"GATEWAY_RATE_LIMIT=100"})
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY_RATE_LIMIT: must be requests per second or minute") {
 		t.Errorf("bad rate: error = %v", err)
 	}
-	_, err = loadConfig([]string{"SERVICE01_PORT=70000"})
+	_, err = LoadConfig([]string{"SERVICE01_PORT=70000"})
 	if err == nil || !strings.Contains(err.Error(), "SERVICE01_PORT: must be a port number from 1 to 65535, got 70000") {
 		t.Errorf("out-of-range port: error = %v", err)
 	}
@@ -69,7 +69,7 @@ func TestLoadConfig(t *testing.T) {
 // TestStartReportsATakenPort holds the gateway's port and checks that Start
 // names it and the variable to change, and starts nothing.
 func TestStartReportsATakenPort(t *testing.T) {
-	l, err := newTestLab(t.TempDir())
+	l, err := NewTest(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestStartReportsATakenPort(t *testing.T) {
 // TestStartReportsAServiceThatCannotGetReady starts service01 alone, with no
 // broker: it must fail with the service's own reason and stop the service.
 func TestStartReportsAServiceThatCannotGetReady(t *testing.T) {
-	l, err := newTestLab(t.TempDir())
+	l, err := NewTest(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

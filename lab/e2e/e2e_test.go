@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -9,10 +9,11 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"pingpong/lab/runner"
 )
 
 // pingReply is service01's 202 body; stored is one message of service02's /pong.
@@ -46,8 +47,8 @@ var testClient = &http.Client{
 	Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 }
 
-// gw is the gateway's base URL, on the IPv4 loopback where nginx listens.
-func gw(l *Lab) string { return "http://127.0.0.1:" + strconv.Itoa(l.cfg.GatewayPort) }
+// gw is the gateway's base URL.
+func gw(l *runner.Lab) string { return l.GatewayURL() }
 
 // do sends a request and returns the response with its body read.
 func do(tb testing.TB, method, url, body string, header map[string]string) (*http.Response, []byte) {
@@ -73,7 +74,7 @@ func do(tb testing.TB, method, url, body string, header map[string]string) (*htt
 
 // ping sends POST /ping through the gateway and requires a 202. It is safe
 // to call from any goroutine.
-func ping(l *Lab, msg string, header map[string]string) (pingReply, *http.Response, error) {
+func ping(l *runner.Lab, msg string, header map[string]string) (pingReply, *http.Response, error) {
 	body, _ := json.Marshal(map[string]string{"msg": msg})
 	req, err := http.NewRequest(http.MethodPost, gw(l)+"/ping", bytes.NewReader(body))
 	if err != nil {
@@ -103,7 +104,7 @@ func ping(l *Lab, msg string, header map[string]string) (pingReply, *http.Respon
 }
 
 // mustPing is ping for the test's own goroutine.
-func mustPing(tb testing.TB, l *Lab, msg string, header map[string]string) (pingReply, *http.Response) {
+func mustPing(tb testing.TB, l *runner.Lab, msg string, header map[string]string) (pingReply, *http.Response) {
 	tb.Helper()
 	r, resp, err := ping(l, msg, header)
 	if err != nil {
@@ -125,7 +126,7 @@ func waitFor(tb testing.TB, what string, limit time.Duration, fn func() bool) {
 }
 
 // allStored reads every page of GET /pong through the gateway.
-func allStored(tb testing.TB, l *Lab) []stored {
+func allStored(tb testing.TB, l *runner.Lab) []stored {
 	tb.Helper()
 	var all []stored
 	after := ""
@@ -151,7 +152,7 @@ func allStored(tb testing.TB, l *Lab) []stored {
 }
 
 func TestPingReachesPongThroughGateway(t *testing.T) {
-	l := mustLab(t)
+	l := lab.Get(t)
 	r, resp := mustPing(t, l, "hello", nil)
 
 	if r.Msg != "hello" || r.ID == "" || r.Date == "" {
@@ -194,7 +195,7 @@ func TestPingReachesPongThroughGateway(t *testing.T) {
 }
 
 func TestRequestIDRoundTrip(t *testing.T) {
-	l := mustLab(t)
+	l := lab.Get(t)
 
 	t.Run("a valid id is kept, returned and stored", func(t *testing.T) {
 		r, resp := mustPing(t, l, "traced", map[string]string{"X-Request-ID": "tutorial-42.a_b"})
@@ -234,7 +235,7 @@ func TestRequestIDRoundTrip(t *testing.T) {
 }
 
 func TestConcurrentPingsAreStoredExactlyOnce(t *testing.T) {
-	l := mustLab(t)
+	l := lab.Get(t)
 	const clients, total = 50, 2000
 
 	var (
@@ -290,7 +291,7 @@ func TestConcurrentPingsAreStoredExactlyOnce(t *testing.T) {
 }
 
 func TestGatewayAnswersItsOwnRoutes(t *testing.T) {
-	l := mustLab(t)
+	l := lab.Get(t)
 
 	resp, data := do(t, http.MethodGet, gw(l)+"/healthz", "", nil)
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(data, []byte(`"ok"`)) {
@@ -317,9 +318,9 @@ func TestGatewayAnswersItsOwnRoutes(t *testing.T) {
 // starts it again. It restarts the broker before it returns, so the tests
 // after it find the lab whole.
 func TestReadyzFollowsTheBroker(t *testing.T) {
-	l := mustLab(t)
+	l := lab.Get(t)
 	readyz := func(name string) int {
-		resp, err := testClient.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", l.services[name].port))
+		resp, err := testClient.Get(l.ServiceURL(name) + "/readyz")
 		if err != nil {
 			t.Fatalf("%s /readyz: %v", name, err)
 		}
@@ -332,12 +333,11 @@ func TestReadyzFollowsTheBroker(t *testing.T) {
 		}
 	}
 
-	l.rabbit.stop()
+	l.StopPart("rabbitmq")
 	restarted := false
 	defer func() {
 		if !restarted {
-			l.rabbit.start()
-			l.rabbit.waitReady(context.Background(), 90*time.Second)
+			l.StartPart(context.Background(), "rabbitmq")
 		}
 	}()
 	for _, s := range []string{"service01", "service02"} {
@@ -348,10 +348,7 @@ func TestReadyzFollowsTheBroker(t *testing.T) {
 		t.Errorf("POST /ping with the broker down = %s (Retry-After %q) %s, want 503 with Retry-After", resp.Status, resp.Header.Get("Retry-After"), data)
 	}
 
-	if err := l.rabbit.start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.rabbit.waitReady(context.Background(), 90*time.Second); err != nil {
+	if err := l.StartPart(context.Background(), "rabbitmq"); err != nil {
 		t.Fatal(err)
 	}
 	restarted = true

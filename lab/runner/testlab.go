@@ -1,0 +1,124 @@
+package runner
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// NewTest makes a lab for tests: free ports, its state in dir, services built
+// with the race detector. Its services get only the environment below plus
+// extraEnv, so a developer's .env or shell cannot change what tests see.
+func NewTest(dir string, extraEnv ...string) (*Lab, error) {
+	ports, err := FreePorts(7)
+	if err != nil {
+		return nil, err
+	}
+	environ := append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"GATEWAY_PORT=" + strconv.Itoa(ports[0]),
+		"SERVICE01_PORT=" + strconv.Itoa(ports[1]),
+		"SERVICE02_PORT=" + strconv.Itoa(ports[2]),
+		"RABBITMQ_PORT=" + strconv.Itoa(ports[3]),
+		"RABBITMQ_MANAGEMENT_PORT=" + strconv.Itoa(ports[4]),
+		"RABBITMQ_DEFAULT_USER=lab",
+		"RABBITMQ_DEFAULT_PASS=lab",
+		"LOG_LEVEL=debug",
+		// Tests send thousands of requests from one address.
+		"GATEWAY_RATE_LIMIT=100000r/s",
+		"GATEWAY_RATE_BURST=100000",
+	}, extraEnv...)
+	cfg, err := LoadConfig(environ)
+	if err != nil {
+		return nil, err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	return New(cfg, Options{
+		Root:       root,
+		State:      dir,
+		Env:        environ,
+		BuildFlags: []string{"-race"},
+		DistPort:   ports[5],
+		EpmdPort:   ports[6],
+	}), nil
+}
+
+// FreePorts asks the kernel for n distinct free TCP ports.
+func FreePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", ":0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// Shared is one lab for a whole test package, started by the first test that
+// asks for it. Declare it as a package variable and stop it in TestMain:
+//
+//	var lab runner.Shared
+//
+//	func TestMain(m *testing.M) { os.Exit(lab.Close(m.Run())) }
+type Shared struct {
+	Parts []string // what to start; empty means the whole lab
+	Env   []string // extra environment for NewTest
+
+	once sync.Once
+	lab  *Lab
+	dir  string
+	err  error
+}
+
+// Get returns the running lab, starting it on first use.
+func (s *Shared) Get(tb testing.TB) *Lab {
+	tb.Helper()
+	s.once.Do(func() {
+		s.dir, s.err = os.MkdirTemp("", "lab-test-")
+		if s.err != nil {
+			return
+		}
+		var l *Lab
+		if l, s.err = NewTest(s.dir, s.Env...); s.err != nil {
+			return
+		}
+		parts := s.Parts
+		if len(parts) == 0 {
+			parts = Parts()
+		}
+		if s.err = l.Start(context.Background(), parts); s.err == nil {
+			s.lab = l
+		}
+	})
+	if s.err != nil {
+		tb.Fatalf("start the lab: %v (state in %s)", s.err, s.dir)
+	}
+	return s.lab
+}
+
+// Close stops the lab if it was started and passes code through. The state
+// folder is removed after a pass and kept, with its logs, after a failure.
+func (s *Shared) Close(code int) int {
+	if s.lab != nil {
+		s.lab.Stop()
+	}
+	if s.dir != "" {
+		if code != 0 {
+			fmt.Fprintf(os.Stderr, "lab state and logs kept in %s\n", s.dir)
+		} else {
+			os.RemoveAll(s.dir)
+		}
+	}
+	return code
+}
