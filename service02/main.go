@@ -63,7 +63,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return checkReady(ctx, cfg.Port)
 	}
 
-	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.Level()}))
+	// Every line names the service, so the lab's logs can be read together.
+	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.Level()})).
+		With(slog.String("service", "service02"))
 	hostname, err := os.Hostname()
 	if err != nil {
 		hostname = "unknown"
@@ -90,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("%w (is SERVICE02_PORT=%d already in use?)", err, cfg.Port)
 	}
-	logger.Info("service02 listening", "addr", ln.Addr().String(), "broker", cfg.BrokerAddr(), "queue", cfg.Queue)
+	logger.Info("listening", "addr", ln.Addr().String(), "broker", cfg.BrokerAddr(), "queue", cfg.Queue)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -125,6 +127,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			err = cerr
 		}
 	}
-	logger.Info("service02 stopped")
+	logger.Info("stopped")
 	return err
 }
