@@ -36,6 +36,8 @@ type config struct {
 
 	ConfirmTimeout  time.Duration `env:"SERVICE01_CONFIRM_TIMEOUT" envDefault:"5s"`
 	PublishChannels int           `env:"SERVICE01_PUBLISH_CHANNELS" envDefault:"64"`
+	IdempotencyTTL  time.Duration `env:"SERVICE01_IDEMPOTENCY_TTL" envDefault:"24h"`
+	IdempotencyKeys int           `env:"SERVICE01_IDEMPOTENCY_KEYS" envDefault:"100000"`
 }
 
 // maxPublishChannels is RabbitMQ's default channel_max per connection.
@@ -145,6 +147,12 @@ func (c config) validate(skip map[string]bool) []error {
 	if c.PublishChannels < 1 || c.PublishChannels > maxPublishChannels {
 		bad("SERVICE01_PUBLISH_CHANNELS", "must be between 1 and %d (RabbitMQ's default channel_max), got %d",
 			maxPublishChannels, c.PublishChannels)
+	}
+	if c.IdempotencyTTL <= 0 {
+		bad("SERVICE01_IDEMPOTENCY_TTL", "must be more than 0, got %s", c.IdempotencyTTL)
+	}
+	if c.IdempotencyKeys < 1 {
+		bad("SERVICE01_IDEMPOTENCY_KEYS", "must be at least 1, got %d", c.IdempotencyKeys)
 	}
 	return problems
 }

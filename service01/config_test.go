@@ -34,6 +34,8 @@ func TestConfigDefaults(t *testing.T) {
 		DeadLetterQueue:    "pings.dead",
 		ConfirmTimeout:     5 * time.Second,
 		PublishChannels:    64,
+		IdempotencyTTL:     24 * time.Hour,
+		IdempotencyKeys:    100000,
 	}
 	if cfg != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -125,6 +127,9 @@ func TestConfigInvalidOneAtATime(t *testing.T) {
 		{"SERVICE01_PUBLISH_CHANNELS", "5000", "SERVICE01_PUBLISH_CHANNELS: must be between 1 and 2047"},
 		{"SERVICE01_CONFIRM_TIMEOUT", "-1s", "SERVICE01_CONFIRM_TIMEOUT: must be more than 0, got -1s"},
 		{"SERVICE01_CONFIRM_TIMEOUT", "soon", `SERVICE01_CONFIRM_TIMEOUT: must be a duration such as 5s or 500ms, got "soon"`},
+		{"SERVICE01_IDEMPOTENCY_TTL", "0s", "SERVICE01_IDEMPOTENCY_TTL: must be more than 0, got 0s"},
+		{"SERVICE01_IDEMPOTENCY_TTL", "a day", `SERVICE01_IDEMPOTENCY_TTL: must be a duration such as 5s or 500ms, got "a day"`},
+		{"SERVICE01_IDEMPOTENCY_KEYS", "0", "SERVICE01_IDEMPOTENCY_KEYS: must be at least 1, got 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key+"="+tt.value, func(t *testing.T) {

@@ -26,15 +26,24 @@ type publisher interface {
 // handlePing publishes the message in the request and answers 202 Accepted
 // with it once the broker has confirmed that it is stored.
 //
-// The handler makes the message (id, date) and the publisher only sends
-// it, so an Idempotency-Key can be added here later: remember the message
-// per key, and answer a repeated key with the same message.
-func handlePing(logger *slog.Logger, pub publisher) http.Handler {
+// With an Idempotency-Key header, a request repeated with the same key
+// (a client retrying after a timeout or a dropped connection) gets the
+// message published the first time, with the same id, and publishes
+// nothing new. Should the first publish have been stored after all, a
+// re-publish of the same message would still be harmless: service02 stores
+// each id once.
+func handlePing(logger *slog.Logger, pub publisher, keys *idempotencyKeys) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mediaType != "application/json" {
 			writeProblem(w, r, http.StatusUnsupportedMediaType,
 				`Send the body as JSON with Content-Type: application/json, e.g. curl --json '{"msg":"hello"}' http://localhost:8000/ping`)
+			return
+		}
+
+		key, err := parseIdempotencyKey(r.Header)
+		if err != nil {
+			writeProblem(w, r, http.StatusBadRequest, err.Error())
 			return
 		}
 
@@ -55,7 +64,18 @@ func handlePing(logger *slog.Logger, pub publisher) http.Handler {
 		}
 
 		m := newMessage(req.Msg, requestIDFrom(r.Context()), time.Now())
-		if err := pub.Publish(r.Context(), m); err != nil {
+		publish := func(m message) error { return pub.Publish(r.Context(), m) }
+		replayed := false
+		if key != "" {
+			m, replayed, err = keys.do(r.Context(), key, m, publish)
+		} else {
+			err = publish(m)
+		}
+		if reused, ok := errors.AsType[*keyReusedError](err); ok {
+			writeProblem(w, r, http.StatusUnprocessableEntity, reused.Error())
+			return
+		}
+		if err != nil {
 			detail, result := "The message could not be published; it may not have been stored. Retry the request.", "error"
 			if pubErr, ok := errors.AsType[*publishError](err); ok {
 				detail, result = pubErr.Detail, pubErr.Result
@@ -67,6 +87,10 @@ func handlePing(logger *slog.Logger, pub publisher) http.Handler {
 			return
 		}
 
+		if replayed {
+			// The answer to an earlier request with this key, repeated.
+			w.Header().Set("Idempotent-Replayed", "true")
+		}
 		w.Header().Set("Location", "/pong/"+m.ID)
 		writeJSON(w, http.StatusAccepted, "application/json", m)
 	})

@@ -56,7 +56,7 @@ func serve(t *testing.T, pub publisher, req *http.Request) *httptest.ResponseRec
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rec := httptest.NewRecorder()
-	newServer(logger, newMetrics(), pub).ServeHTTP(rec, req)
+	newServer(logger, newMetrics(), pub, newIdempotencyKeys(time.Hour, 100)).ServeHTTP(rec, req)
 	return rec
 }
 
@@ -347,7 +347,7 @@ func TestRequestID(t *testing.T) {
 func TestMetricsAndLog(t *testing.T) {
 	var logs strings.Builder
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	h := newServer(logger, newMetrics(), &fakePublisher{})
+	h := newServer(logger, newMetrics(), &fakePublisher{}, newIdempotencyKeys(time.Hour, 100))
 	for _, req := range []*http.Request{
 		newPing(`{"msg":"hello"}`, "application/json"),
 		newPing(`{}`, "application/json"),

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m := newMetrics()
 	pub := newPublisher(cfg, logger, m)
 	srv := &http.Server{
-		Handler:           newServer(logger, m, pub),
+		Handler:           newServer(logger, m, pub, newIdempotencyKeys(cfg.IdempotencyTTL, cfg.IdempotencyKeys)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,
@@ -91,6 +91,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		slog.String("queue_type", cfg.QueueType),
 		slog.Int("publish_channels", cfg.PublishChannels),
 		slog.Duration("confirm_timeout", cfg.ConfirmTimeout),
+		slog.Duration("idempotency_ttl", cfg.IdempotencyTTL),
+		slog.Int("idempotency_keys", cfg.IdempotencyKeys),
 	)
 
 	// The publisher gets a context of its own, cancelled only once the HTTP
