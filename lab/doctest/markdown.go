@@ -1,0 +1,210 @@
+// Package doctest keeps the documentation true. Its tests run every
+// tutorial chapter's commands against a lab started for that chapter and
+// compare what they print with what the chapter shows, check the OpenAPI
+// description and docs/lab.http against the running lab, check the
+// configuration reference against .env.example and the services' config
+// structs, and check every relative link and #anchor in docs/ and the README.
+//
+// A chapter is ordinary Markdown. What the harness runs:
+//
+//   - a fenced block with the info string "console": each line starting
+//     with "$ " is a command (a line ending in "\" continues on the next);
+//     the lines up to the next command are its expected output, in which
+//     {uuid}, {time}, {reqid}, {int}, {cursor} and {any} stand for what
+//     changes between runs, and a line "..." stands for any number of lines;
+//   - a fenced "sh" block whose only line is "make run" or
+//     "make run PARTS='...'": the harness starts those parts of its own lab
+//     (it never runs make run itself, a foreground command);
+//   - HTML comments, invisible on the rendered page:
+//     <!-- doctest: stop service02 --> stops parts, as Ctrl-C in the terminal
+//     running them would; <!-- doctest: eventually --> before a console block
+//     reruns each of its commands until the output matches (for what happens
+//     asynchronously, such as a message reaching service02); and
+//     <!-- doctest: skip --> leaves the next block out.
+//
+// Commands use the default ports (localhost:8000, 8001, 8002, 5672, 15672)
+// and the .lab/ folder as a reader types them; the harness rewrites them to
+// its lab's free ports and state folder, and back in the output.
+package doctest
+
+import (
+	"bufio"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// stepKind is what one step of a chapter does.
+type stepKind int
+
+const (
+	stepStart   stepKind = iota // start parts of the lab
+	stepStop                    // stop parts of the lab
+	stepCommand                 // run a command and compare its output
+)
+
+// step is one thing the harness does, in the chapter's order.
+type step struct {
+	kind       stepKind
+	line       int      // where it is in the chapter, for messages
+	parts      []string // stepStart, stepStop
+	command    string   // stepCommand
+	expected   []string // stepCommand
+	eventually bool     // stepCommand: rerun until the output matches
+}
+
+var (
+	directiveRE = regexp.MustCompile(`^<!--\s*doctest:\s*(\w+)\s*(.*?)\s*-->$`)
+	makeRunRE   = regexp.MustCompile(`^make run(?:\s+PARTS=(?:'([^']*)'|"([^"]*)"|(\S+)))?$`)
+)
+
+// parseChapter reads the steps of a chapter.
+func parseChapter(text string) ([]step, error) {
+	var (
+		steps      []step
+		skip       bool
+		eventually bool
+	)
+	lines := splitLines(text)
+	for i := 0; i < len(lines); i++ {
+		line := strings.TrimSpace(lines[i])
+		if m := directiveRE.FindStringSubmatch(line); m != nil {
+			switch m[1] {
+			case "skip":
+				skip = true
+			case "eventually":
+				eventually = true
+			case "stop":
+				parts := strings.Fields(m[2])
+				if len(parts) == 0 {
+					return nil, fmt.Errorf("line %d: doctest: stop names no parts", i+1)
+				}
+				steps = append(steps, step{kind: stepStop, line: i + 1, parts: parts})
+			default:
+				return nil, fmt.Errorf("line %d: unknown doctest directive %q", i+1, m[1])
+			}
+			continue
+		}
+		fence, info, ok := openingFence(lines[i])
+		if !ok {
+			continue
+		}
+		start := i + 1
+		end := start
+		for end < len(lines) && strings.TrimSpace(lines[end]) != fence {
+			end++
+		}
+		if end == len(lines) {
+			return nil, fmt.Errorf("line %d: the code block is never closed", i+1)
+		}
+		body := lines[start:end]
+		i = end
+		if skip {
+			skip, eventually = false, false
+			continue
+		}
+		switch info {
+		case "sh":
+			if len(body) == 1 {
+				if m := makeRunRE.FindStringSubmatch(strings.TrimSpace(body[0])); m != nil {
+					parts := strings.Fields(m[1] + m[2] + m[3])
+					steps = append(steps, step{kind: stepStart, line: start + 1, parts: parts})
+				}
+			}
+		case "console":
+			cmds, err := parseConsole(body, start+1, eventually)
+			if err != nil {
+				return nil, err
+			}
+			steps = append(steps, cmds...)
+		}
+		eventually = false
+	}
+	return steps, nil
+}
+
+// parseConsole reads the commands and expected output of a console block
+// whose first line is line first of the chapter.
+func parseConsole(body []string, first int, eventually bool) ([]step, error) {
+	var steps []step
+	for i := 0; i < len(body); i++ {
+		if !strings.HasPrefix(body[i], "$ ") {
+			return nil, fmt.Errorf("line %d: a console block must start with a command (\"$ \"), got %q", first+i, body[i])
+		}
+		s := step{kind: stepCommand, line: first + i, eventually: eventually}
+		cmd := strings.TrimPrefix(body[i], "$ ")
+		for strings.HasSuffix(cmd, `\`) && i+1 < len(body) {
+			i++
+			cmd += "\n" + strings.TrimPrefix(body[i], "> ")
+		}
+		s.command = cmd
+		for i+1 < len(body) && !strings.HasPrefix(body[i+1], "$ ") {
+			i++
+			s.expected = append(s.expected, body[i])
+		}
+		steps = append(steps, s)
+	}
+	return steps, nil
+}
+
+// openingFence reports whether line opens a fenced code block, with the
+// fence that closes it and the block's info string.
+func openingFence(line string) (fence, info string, ok bool) {
+	t := strings.TrimSpace(line)
+	for _, f := range []string{"```", "~~~"} {
+		if strings.HasPrefix(t, f) {
+			n := len(t) - len(strings.TrimLeft(t, f[:1]))
+			return t[:n], strings.TrimSpace(t[n:]), true
+		}
+	}
+	return "", "", false
+}
+
+func splitLines(text string) []string {
+	var lines []string
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+	}
+	return lines
+}
+
+// placeholders are the tokens expected output may use for what changes
+// from run to run.
+var placeholders = map[string]string{
+	"{uuid}":   `[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`,
+	"{time}":   `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)`,
+	"{reqid}":  `[A-Za-z0-9._-]{1,64}`,
+	"{int}":    `\d+`,
+	"{cursor}": `[A-Za-z0-9_=-]+`,
+	"{any}":    `.*`,
+}
+
+// linePattern turns one line of expected output into a regular expression.
+func linePattern(line string) *regexp.Regexp {
+	p := regexp.QuoteMeta(strings.TrimRight(line, " \t"))
+	for token, re := range placeholders {
+		p = strings.ReplaceAll(p, regexp.QuoteMeta(token), re)
+	}
+	return regexp.MustCompile("^" + p + "$")
+}
+
+// matchOutput reports whether the actual lines match the expected ones.
+func matchOutput(expected, actual []string) bool {
+	if len(expected) == 0 {
+		return len(actual) == 0
+	}
+	if strings.TrimSpace(expected[0]) == "..." {
+		for k := 0; k <= len(actual); k++ {
+			if matchOutput(expected[1:], actual[k:]) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(actual) == 0 || !linePattern(expected[0]).MatchString(strings.TrimRight(actual[0], " \t")) {
+		return false
+	}
+	return matchOutput(expected[1:], actual[1:])
+}

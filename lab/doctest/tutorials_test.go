@@ -1,0 +1,206 @@
+package doctest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"pingpong/lab/runner"
+)
+
+// readerEnv makes a test lab behave as the reader's lab does with the
+// defaults of .env.example (runner.NewTest raises the rate limit and logs
+// at debug level for the other tests).
+var readerEnv = []string{"GATEWAY_RATE_LIMIT=100r/s", "GATEWAY_RATE_BURST=200", "LOG_LEVEL=info"}
+
+const (
+	commandTimeout = 90 * time.Second // go run may build first
+	eventuallyFor  = 30 * time.Second
+)
+
+// TestTutorials runs every chapter in docs/tutorials, each against a lab of
+// its own on free ports.
+func TestTutorials(t *testing.T) {
+	root, err := runner.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chapters, err := filepath.Glob(filepath.Join(root, "docs", "tutorials", "[0-9][0-9]-*.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chapters) == 0 {
+		t.Fatal("found no chapters in docs/tutorials")
+	}
+	for _, path := range chapters {
+		t.Run(strings.TrimSuffix(filepath.Base(path), ".md"), func(t *testing.T) {
+			t.Parallel()
+			text, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps, err := parseChapter(string(text))
+			if err != nil {
+				t.Fatalf("%s: %v", path, err)
+			}
+			runChapter(t, root, filepath.Base(path), steps)
+		})
+	}
+}
+
+// chapterLab is the lab one chapter runs against.
+type chapterLab struct {
+	lab     *runner.Lab
+	running []string
+}
+
+func runChapter(t *testing.T, root, name string, steps []step) {
+	var commands int
+	for _, s := range steps {
+		if s.kind == stepCommand {
+			commands++
+		}
+	}
+	if commands == 0 {
+		t.Fatalf("%s has no console block to run", name)
+	}
+	dir := t.TempDir()
+	l, err := runner.NewTest(dir, readerEnv...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &chapterLab{lab: l}
+	t.Cleanup(func() {
+		l.Stop()
+		if t.Failed() {
+			// t.TempDir is removed after the test; copy the logs out first.
+			keep, err := os.MkdirTemp("", "doctest-"+name+"-")
+			if err == nil {
+				os.CopyFS(keep, os.DirFS(filepath.Join(dir, "logs")))
+				t.Logf("the lab's logs are in %s", keep)
+			}
+		}
+	})
+	sh := mustShell(t, root, os.Environ())
+	// curl shows no progress meter when it writes to a terminal, as the
+	// reader's does; here its output goes to a pipe.
+	if _, _, err := sh.run(`curl() { command curl --no-progress-meter "$@"; }`, commandTimeout); err != nil {
+		t.Fatal(err)
+	}
+	rw := newRewriter(l, dir)
+	ctx := context.Background()
+
+	for _, s := range steps {
+		where := fmt.Sprintf("%s:%d", name, s.line)
+		switch s.kind {
+		case stepStart:
+			parts := s.parts
+			if len(parts) == 0 {
+				parts = runner.Parts()
+			}
+			var toStart []string
+			for _, p := range parts {
+				if !slices.Contains(cl.running, p) {
+					toStart = append(toStart, p)
+				}
+			}
+			ordered, err := runner.ParseParts(toStart)
+			if err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			if err := l.Start(ctx, ordered); err != nil {
+				t.Fatalf("%s: start %v: %v", where, ordered, err)
+			}
+			cl.running = append(cl.running, ordered...)
+		case stepStop:
+			for _, p := range s.parts {
+				if !slices.Contains(cl.running, p) {
+					t.Fatalf("%s: stop %s: it is not running", where, p)
+				}
+				if err := l.StopPart(p); err != nil {
+					t.Fatalf("%s: stop %s: %v", where, p, err)
+				}
+				cl.running = slices.DeleteFunc(cl.running, func(q string) bool { return q == p })
+			}
+		case stepCommand:
+			if len(cl.running) == 0 {
+				t.Fatalf("%s: a command before any make run block", where)
+			}
+			runCommand(t, sh, rw, where, s)
+		}
+	}
+}
+
+func runCommand(t *testing.T, sh *shell, rw *rewriter, where string, s step) {
+	t.Helper()
+	cmd := rw.command(s.command)
+	deadline := time.Now().Add(eventuallyFor)
+	for {
+		out, rc, err := sh.run(cmd, commandTimeout)
+		if err != nil {
+			t.Fatalf("%s: $ %s\n%v; it printed:\n%s", where, s.command, err, out)
+		}
+		got := outputLines(rw.output(out))
+		ok := rc == 0 && matchOutput(s.expected, got)
+		if ok {
+			return
+		}
+		if !s.eventually || time.Now().After(deadline) {
+			t.Fatalf("%s: $ %s\nexit status %d; the chapter shows:\n%s\nit printed:\n%s",
+				where, s.command, rc, strings.Join(s.expected, "\n"), strings.Join(got, "\n"))
+		}
+		time.Sleep(250 * time.Millisecond) // poll interval of an eventually block
+	}
+}
+
+// rewriter moves commands from the reader's default ports and .lab folder
+// to the test lab's, and the output back.
+type rewriter struct {
+	toTest   map[string]string // default port -> test port
+	toReader map[string]string // test port -> default port
+	state    string
+}
+
+func newRewriter(l *runner.Lab, state string) *rewriter {
+	c := l.Config()
+	rw := &rewriter{toTest: map[string]string{}, toReader: map[string]string{}, state: state}
+	for def, port := range map[int]int{
+		8000: c.GatewayPort, 8001: c.Service01Port, 8002: c.Service02Port,
+		5672: c.RabbitMQPort, 15672: c.ManagementPort,
+	} {
+		rw.toTest[strconv.Itoa(def)] = strconv.Itoa(port)
+		rw.toReader[strconv.Itoa(port)] = strconv.Itoa(def)
+	}
+	return rw
+}
+
+var hostPortRE = regexp.MustCompile(`\b(localhost|127\.0\.0\.1):(\d+)\b`)
+
+func (rw *rewriter) command(cmd string) string {
+	cmd = hostPortRE.ReplaceAllStringFunc(cmd, func(m string) string {
+		host, port, _ := strings.Cut(m, ":")
+		if p, ok := rw.toTest[port]; ok {
+			return host + ":" + p
+		}
+		return m
+	})
+	return strings.ReplaceAll(cmd, ".lab/", rw.state+"/")
+}
+
+func (rw *rewriter) output(out string) string {
+	out = hostPortRE.ReplaceAllStringFunc(out, func(m string) string {
+		host, port, _ := strings.Cut(m, ":")
+		if p, ok := rw.toReader[port]; ok {
+			return host + ":" + p
+		}
+		return m
+	})
+	return strings.ReplaceAll(out, rw.state+"/", ".lab/")
+}
