@@ -62,3 +62,13 @@ deps:
 		done; \
 	fi; \
 	true
+
+# bench measures the lab beside its ceilings (docs/reference/benchmarks.md
+# says what each row means) on a lab of its own, on free ports, and writes
+# the results to docs/reference/benchmarks.md. BENCHFLAGS passes options,
+# e.g. make bench BENCHFLAGS='-queue-types quorum'.
+BENCHFLAGS ?=
+.PHONY: bench
+bench: deps
+	@$(GO) build -o .lab/bin/lab ./lab
+	@.lab/bin/lab bench $(BENCHFLAGS)

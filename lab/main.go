@@ -3,6 +3,7 @@
 //
 //	go run ./lab run [rabbitmq] [service01] [service02] [nginx]
 //	go run ./lab ctl <rabbitmqctl arguments>
+//	go run ./lab bench [-smoke]
 //
 // `make run` calls the first form. The module also holds the lab's
 // end-to-end tests, which start the same parts on free ports.
@@ -24,6 +25,7 @@ import (
 
 	"github.com/joho/godotenv"
 
+	"pingpong/lab/bench"
 	"pingpong/lab/runner"
 )
 
@@ -42,7 +44,8 @@ func main() {
 
 const usage = `usage:
   lab run [part...]    start the lab (parts: rabbitmq service01 service02 nginx; default all)
-  lab ctl <args...>    run rabbitmqctl against the lab's broker, e.g. lab ctl list_queues name messages`
+  lab ctl <args...>    run rabbitmqctl against the lab's broker, e.g. lab ctl list_queues name messages
+  lab bench [-smoke]   measure the lab beside its ceilings on a lab of its own on free ports; -h for the options`
 
 func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -62,6 +65,8 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	switch args[0] {
 	case "run":
 		return runLab(ctx, l, root, args[1:], stdout)
+	case "bench":
+		return bench.Command(ctx, root, args[1:], stdout)
 	case "ctl":
 		out, err := l.Ctl(ctx, args[1:]...)
 		fmt.Fprint(stdout, out)

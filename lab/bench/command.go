@@ -1,0 +1,61 @@
+package bench
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Command is `lab bench`: it runs the benchmark, prints the table and, for a
+// full run, writes docs/reference/benchmarks.md.
+func Command(ctx context.Context, root string, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	smoke := fs.Bool("smoke", false, "run every row for a moment with tiny sizes (what make test does); writes no file")
+	out := fs.String("out", filepath.Join("docs", "reference", "benchmarks.md"), "where to write the report, relative to the repository; \"\" for nowhere")
+	o := DefaultOptions(root)
+	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each closed-loop point")
+	fs.DurationVar(&o.OpenDuration, "open-duration", o.OpenDuration, "length of each open-loop point")
+	fs.StringVar(&o.ProfileDir, "profile", "", "a folder (relative to the repository) for pprof profiles of the services, built with a pprof endpoint for the run")
+	queueTypes := fs.String("queue-types", strings.Join(o.QueueTypes, ","), "queue types to measure")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *smoke {
+		o = SmokeOptions(root)
+		*out = ""
+	}
+	o.QueueTypes = strings.Split(*queueTypes, ",")
+	if o.ProfileDir != "" && !filepath.IsAbs(o.ProfileDir) {
+		o.ProfileDir = filepath.Join(root, o.ProfileDir)
+	}
+	for _, qt := range o.QueueTypes {
+		if qt != "quorum" && qt != "classic" {
+			return fmt.Errorf("-queue-types: %q is neither quorum nor classic", qt)
+		}
+	}
+	o.Progress = stdout
+	fmt.Fprintln(stdout, "Benchmarking the lab; every row is measured in this run, on this machine.")
+	rep, err := Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\n%s", rep.Summary())
+	if *out == "" {
+		return nil
+	}
+	path := filepath.Join(root, *out)
+	cmd := "make bench"
+	if len(args) > 0 {
+		cmd = "go run ./lab bench " + strings.Join(args, " ")
+	}
+	if err := os.WriteFile(path, []byte(rep.Markdown(cmd)), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Written to %s\n", *out)
+	return nil
+}

@@ -1,0 +1,243 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Machine is what the numbers were measured on.
+type Machine struct {
+	Cores     int
+	CPU       string
+	MemoryMiB int64
+	LoadStart [3]float64 // the load average when the run started
+}
+
+// Versions are the versions of what the lab runs on.
+type Versions struct {
+	Go, RabbitMQ, Erlang, Nginx string
+}
+
+func readMachine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), LoadStart: loadAverage()}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(data)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(data)) {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseInt(f[1], 10, 64)
+				m.MemoryMiB = kb >> 10
+			}
+		}
+	}
+	return m
+}
+
+// loadAverage is the 1, 5 and 15 minute load average (zeros when unknown).
+func loadAverage() [3]float64 {
+	var l [3]float64
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l
+	}
+	f := strings.Fields(string(data))
+	for i := 0; i < 3 && i < len(f); i++ {
+		l[i], _ = strconv.ParseFloat(f[i], 64)
+	}
+	return l
+}
+
+func readVersions(ctx context.Context, b *benchLab) Versions {
+	v := Versions{Go: runtime.Version(), RabbitMQ: "?", Erlang: "?", Nginx: "?"}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.ManagementURL()+"/api/overview", nil)
+	if err == nil {
+		req.SetBasicAuth(b.Config().RabbitMQUser, b.Config().RabbitMQPass)
+		if resp, err := b.client.Do(req); err == nil {
+			var o struct {
+				RabbitMQ string `json:"rabbitmq_version"`
+				Erlang   string `json:"erlang_version"`
+			}
+			if json.NewDecoder(resp.Body).Decode(&o) == nil {
+				v.RabbitMQ, v.Erlang = o.RabbitMQ, o.Erlang
+			}
+			resp.Body.Close()
+		}
+	}
+	for _, bin := range []string{"nginx", "/usr/sbin/nginx"} {
+		// nginx -v prints "nginx version: nginx/1.22.1" on stderr.
+		if out, err := exec.CommandContext(ctx, bin, "-v").CombinedOutput(); err == nil {
+			v.Nginx = strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: ")
+			break
+		}
+	}
+	return v
+}
+
+// String is a one-line summary, for the progress lines.
+func (r Result) String() string {
+	s := fmt.Sprintf("%8.0f/s  p50 %s  p99 %s  p99.9 %s", r.Rate(), ms(r.Quantile(0.5)), ms(r.Quantile(0.99)), ms(r.Quantile(0.999)))
+	if r.Errors > 0 {
+		s += fmt.Sprintf("  %d errors (first: %v)", r.Errors, r.FirstErr)
+	}
+	return s
+}
+
+// ms formats a latency in milliseconds.
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	switch {
+	case v < 10:
+		return fmt.Sprintf("%.2f ms", v)
+	case v < 100:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.0f ms", v)
+}
+
+// thousands writes n with thin groups of three digits: 12 345.
+func thousands(n float64) string {
+	s := strconv.FormatInt(int64(n+0.5), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// Table is the run's results as one Markdown table, which also reads well
+// in a terminal.
+func (rep *Report) Table() string {
+	var b strings.Builder
+	b.WriteString("| row | queue | load | throughput | p50 | p99 | p99.9 | errors | notes |\n")
+	b.WriteString("|-----|-------|------|-----------:|----:|----:|------:|-------:|-------|\n")
+	row := func(name, queue, load string, r Result, unit, notes string) {
+		fmt.Fprintf(&b, "| %s | %s | %s | %s %s | %s | %s | %s | %d | %s |\n", name, queue, load,
+			thousands(r.Rate()), unit, ms(r.Quantile(0.5)), ms(r.Quantile(0.99)), ms(r.Quantile(0.999)), r.Errors, notes)
+	}
+	for _, c := range rep.Options.Clients {
+		row("S", "–", clients(c), rep.S[c], "req/s", "nginx answers `GET /healthz` itself")
+	}
+	for _, c := range rep.Options.Clients {
+		row("P", "–", clients(c), rep.P[c], "req/s", "nginx → Go handler, no broker")
+	}
+	for _, q := range rep.Queues {
+		for _, c := range rep.Options.Clients {
+			row("R", q.Type, clients(c), q.R[c], "msg/s", "Go publisher, one confirm awaited per message")
+		}
+		for _, c := range rep.Options.Clients {
+			e := q.E[c]
+			row("E", q.Type, clients(c), e, "req/s", fmt.Sprintf("E/R %.2f, E/P %.2f",
+				ratio(e.Rate(), q.R[c].Rate()), ratio(e.Rate(), rep.P[c].Rate())))
+		}
+		for _, p := range q.Open {
+			load := fmt.Sprintf("open %.0f %% (%s/s)", 100*p.Fraction, thousands(p.Rate))
+			row("E open", q.Type, load, p.E, "req/s", "`POST /ping` latency from the intended send time")
+			fmt.Fprintf(&b, "| visible | %s | %s | %s msg | %s | %s | %s | – | from `date`; from the intended send: p50 %s, p99 %s |\n",
+				q.Type, load, thousands(float64(len(p.Visible.Latencies))),
+				ms(p.Visible.Quantile(0.5)), ms(p.Visible.Quantile(0.99)), ms(p.Visible.Quantile(0.999)),
+				ms(p.VisibleFromSend.Quantile(0.5)), ms(p.VisibleFromSend.Quantile(0.99)))
+			if p.Fraction == goalFraction && q.RAtGoal != nil {
+				row("R open", q.Type, load, *q.RAtGoal, "msg/s", fmt.Sprintf("%d channels, as service01", serviceChannels))
+			}
+		}
+		fmt.Fprintf(&b, "| drain | %s | %s backlog | %s msg/s | | | | | service02, prefetch %d; %.1f × E's max |\n",
+			q.Type, thousands(float64(rep.Options.DrainSize)), thousands(q.Drain), prefetch, ratio(q.Drain, q.EMax))
+		fmt.Fprintf(&b, "| drain raw | %s | %s backlog | %s msg/s | | | | | bare Go consumer, prefetch %d, ack each |\n",
+			q.Type, thousands(float64(rep.Options.DrainSize)), thousands(q.DrainRaw), prefetch)
+		for _, m := range q.Memory {
+			fmt.Fprintf(&b, "| memory | %s | %s stored | %.0f B/msg | | | | | live heap %d MiB, %d MiB empty |\n",
+				q.Type, thousands(float64(m.Stored)), q.PerMessage(m), m.Live>>20, q.HeapBase>>20)
+		}
+	}
+	return b.String()
+}
+
+func clients(c int) string { return strconv.Itoa(c) + " clients" }
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// Goal is one of the issue's goals and whether this run met it.
+type Goal struct {
+	Name, Want, Got string
+	Met             bool
+}
+
+// Goals checks the run against the lab's goals, per queue type.
+func (rep *Report) Goals() []Goal {
+	var goals []Goal
+	for _, q := range rep.Queues {
+		add := func(name, want, got string, met bool) {
+			goals = append(goals, Goal{Name: q.Type + ": " + name, Want: want, Got: got, Met: met})
+		}
+		if e, r := q.E[64], q.R[64]; len(e.Latencies) > 0 && len(r.Latencies) > 0 {
+			add("E vs R at 64 clients", "E ≥ 0.8 × R", fmt.Sprintf("E = %.2f × R", ratio(e.Rate(), r.Rate())), e.Rate() >= 0.8*r.Rate())
+		}
+		for _, p := range q.Open {
+			if p.Fraction != goalFraction || q.RAtGoal == nil {
+				continue
+			}
+			e99, r99 := p.E.Quantile(0.99), q.RAtGoal.Quantile(0.99)
+			add("E's p99 at 70 % of its max", "≤ 2 × R's p99 at that rate",
+				fmt.Sprintf("%s vs R's %s (%.1f ×)", ms(e99), ms(r99), ratio(float64(e99), float64(r99))), e99 <= 2*r99)
+			v99 := p.Visible.Quantile(0.99)
+			add("publish-to-visible p99 at 70 %", "≤ 25 ms", ms(v99), v99 <= 25*time.Millisecond)
+		}
+		add("drain", "≥ 2 × E's max", fmt.Sprintf("%s msg/s = %.1f × %s req/s", thousands(q.Drain), ratio(q.Drain, q.EMax), thousands(q.EMax)), q.Drain >= 2*q.EMax)
+		if len(q.Memory) > 0 {
+			m := q.Memory[len(q.Memory)-1]
+			per := q.PerMessage(m)
+			add(fmt.Sprintf("heap per message at %s", thousands(float64(m.Stored))), "≤ 400 B", fmt.Sprintf("%.0f B", per), per <= 400)
+		}
+	}
+	return goals
+}
+
+// GoalsTable is Goals as a Markdown table.
+func (rep *Report) GoalsTable() string {
+	var b strings.Builder
+	b.WriteString("| goal | wanted | measured | met |\n|------|--------|----------|-----|\n")
+	for _, g := range rep.Goals() {
+		met := "no"
+		if g.Met {
+			met = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", g.Name, g.Want, g.Got, met)
+	}
+	return b.String()
+}
+
+// Summary is the table, the goals and the conditions, for the terminal.
+func (rep *Report) Summary() string {
+	return fmt.Sprintf("%s\n%s\n%s\n", rep.conditions(), rep.Table(), rep.GoalsTable())
+}
+
+func (rep *Report) conditions() string {
+	m, v := rep.Machine, rep.Versions
+	return fmt.Sprintf("Measured %s on %d cores (%s), %d MiB of memory; load average %.2f %.2f %.2f at the start, %.2f %.2f %.2f at the end; run took %s.\n"+
+		"RabbitMQ %s (Erlang %s), %s, %s.",
+		rep.Started.UTC().Format("2006-01-02 15:04 MST"), m.Cores, m.CPU, m.MemoryMiB,
+		m.LoadStart[0], m.LoadStart[1], m.LoadStart[2], rep.LoadEnd[0], rep.LoadEnd[1], rep.LoadEnd[2],
+		rep.Elapsed.Round(time.Second), v.RabbitMQ, v.Erlang, v.Nginx, v.Go)
+}
