@@ -4,6 +4,7 @@
 //	go run ./lab run [rabbitmq] [service01] [service02] [nginx]
 //	go run ./lab ctl <rabbitmqctl arguments>
 //	go run ./lab bench [-smoke]
+//	go run ./lab fault [scenario...]
 //
 // `make run` calls the first form. The module also holds the lab's
 // end-to-end tests, which start the same parts on free ports.
@@ -26,6 +27,7 @@ import (
 	"github.com/joho/godotenv"
 
 	"pingpong/lab/bench"
+	"pingpong/lab/fault"
 	"pingpong/lab/runner"
 )
 
@@ -45,7 +47,10 @@ func main() {
 const usage = `usage:
   lab run [part...]    start the lab (parts: rabbitmq service01 service02 nginx; default all)
   lab ctl <args...>    run rabbitmqctl against the lab's broker, e.g. lab ctl list_queues name messages
-  lab bench [-smoke]   measure the lab beside its ceilings on a lab of its own on free ports; -h for the options`
+  lab bench [-smoke]   measure the lab beside its ceilings on a lab of its own on free ports; -h for the options
+  lab fault [name...]  run the fault scenarios against a lab of their own on free ports and print the table
+                       (broker-restart broker-kill service02-kill service02-term service01-kill
+                        service01-term memory-alarm poison gateway-reload; default all)`
 
 func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	if len(args) == 0 {
@@ -63,6 +68,8 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	}
 	l := runner.New(cfg, runner.Options{Root: root, State: filepath.Join(root, ".lab"), Env: environ, Echo: stdout})
 	switch args[0] {
+	case "fault":
+		return fault.Main(ctx, args[1:], stdout)
 	case "run":
 		return runLab(ctx, l, root, args[1:], stdout)
 	case "bench":

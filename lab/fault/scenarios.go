@@ -1,0 +1,445 @@
+package fault
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"pingpong/lab/runner"
+)
+
+// The lab's queues (the defaults in .env.example, which the labs the suite
+// starts keep).
+const (
+	queue           = "pings"
+	deadLetterQueue = "pings.dead"
+)
+
+// Env is the extra environment of a lab the suite runs against: a store
+// large enough that service02 evicts nothing the suite sends.
+var Env = []string{"SERVICE02_STORE_CAPACITY=500000"}
+
+// Timing of a scenario. None is asserted on: they shape the load.
+const (
+	warmUp       = 2 * time.Second  // load before the fault
+	tail         = 2 * time.Second  // load after the first 202 that follows the fault
+	recoverLimit = 60 * time.Second // the longest the load waits for that 202
+	settleLimit  = 90 * time.Second // the longest the suite waits for the queue to drain
+)
+
+// Scenario is one fault, injected under load.
+type Scenario struct {
+	Name  string // short, for the command line and subtests
+	Title string // what happens, for the table
+	// inject causes the fault and returns when it is over: the part
+	// restarted, the alarm cleared. It sets f.checkFrom when pings sent
+	// earlier cannot be checked for loss.
+	inject func(ctx context.Context, s *Suite, f *faultRun) error
+	// check adds the scenario's own promises to r, if it has any.
+	check func(ctx context.Context, s *Suite, f *faultRun, pings []Ping, r *Result)
+}
+
+// faultRun is the state of one scenario's run.
+type faultRun struct {
+	checkFrom time.Time // 202s sent before this are not checked for loss
+	poisoned  int       // messages published straight to the queue, to be dead-lettered
+	deadAt0   int       // the dead-letter queue's length before
+}
+
+// Scenarios are the faults of the suite, in the order it runs them.
+func Scenarios() []Scenario {
+	restart := func(part string, kill bool, down time.Duration, uncheckedBefore bool) func(context.Context, *Suite, *faultRun) error {
+		return func(ctx context.Context, s *Suite, f *faultRun) error {
+			var err error
+			if kill {
+				err = s.Lab.KillPart(part)
+			} else {
+				err = s.Lab.StopPart(part)
+			}
+			if err != nil {
+				return err
+			}
+			if uncheckedBefore {
+				// The store that /pong will show starts empty now: a ping
+				// sent earlier may have been stored by the instance that
+				// just died. One sent from now on must appear.
+				f.checkFrom = time.Now()
+			}
+			if err := waitCtx(ctx, down); err != nil {
+				return err
+			}
+			return s.Lab.StartPart(ctx, part)
+		}
+	}
+	return []Scenario{
+		{Name: "broker-restart", Title: "broker graceful restart",
+			inject: restart("rabbitmq", false, 0, false)},
+		{Name: "broker-kill", Title: "broker kill -9, start",
+			inject: restart("rabbitmq", true, 0, false)},
+		{Name: "service02-kill", Title: "service02 kill -9, 3 s down",
+			inject: restart("service02", true, 3*time.Second, true)},
+		{Name: "service02-term", Title: "service02 SIGTERM, 3 s down",
+			inject: restart("service02", false, 3*time.Second, true)},
+		{Name: "service01-kill", Title: "service01 kill -9, 2 s down",
+			inject: restart("service01", true, 2*time.Second, false)},
+		{Name: "service01-term", Title: "service01 SIGTERM, 2 s down",
+			inject: restart("service01", false, 2*time.Second, false)},
+		{Name: "memory-alarm", Title: "broker memory alarm, 10 s",
+			inject: memoryAlarm, check: checkMemoryAlarm},
+		{Name: "poison", Title: "poison messages",
+			inject: poison, check: checkPoison},
+		{Name: "gateway-reload", Title: "nginx -s reload, 3 times",
+			inject: reloadGateway, check: checkNoErrors},
+	}
+}
+
+// memoryAlarm sets the broker's memory high watermark to 0, which raises
+// the memory alarm at once, and restores the configured 0.4 after 10 s.
+func memoryAlarm(ctx context.Context, s *Suite, f *faultRun) error {
+	if _, err := s.Lab.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
+		return err
+	}
+	waitErr := waitCtx(ctx, 10*time.Second)
+	// Restore even when cancelled: a lab left in alarm blocks everything.
+	_, err := s.Lab.Ctl(context.WithoutCancel(ctx), "set_vm_memory_high_watermark", "0.4")
+	return errors.Join(waitErr, err)
+}
+
+// checkMemoryAlarm wants every failure to be service01's 503, which it
+// answers within its confirm timeout, and none a gateway timeout or no
+// answer (a hang); and at least one, or the alarm did not happen.
+func checkMemoryAlarm(_ context.Context, _ *Suite, _ *faultRun, pings []Ping, r *Result) {
+	// The broker tells a connection it is blocked (connection.blocked)
+	// when the connection next publishes: those first messages wait for
+	// their confirm until the timeout; every later request is refused at
+	// once, without publishing.
+	var slowest time.Duration
+	fast := 0
+	for _, p := range pings {
+		if p.Status == http.StatusServiceUnavailable {
+			took := p.Answered.Sub(p.Sent)
+			slowest = max(slowest, took)
+			if took < time.Second {
+				fast++
+			}
+		}
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("%d of the 503s came within a second; the slowest took %s (SERVICE01_CONFIRM_TIMEOUT is 5s)",
+		fast, slowest.Round(time.Millisecond)))
+	if r.Failed[http.StatusServiceUnavailable] == 0 {
+		r.Problems = append(r.Problems, "no 503 during the alarm: did the alarm happen?")
+	}
+	for status, n := range r.Failed {
+		if status != http.StatusServiceUnavailable {
+			r.Problems = append(r.Problems, fmt.Sprintf("%d answers with status %d (0: none) during the alarm; every failure must be a 503 from service01", n, status))
+		}
+	}
+}
+
+// poison publishes invalid messages straight to the queue, through the
+// default exchange, as a broken or hostile producer would: not JSON, JSON
+// without the fields, and a 1 MiB body. Five of each, a second apart.
+func poison(ctx context.Context, s *Suite, f *faultRun) error {
+	dead, err := s.queueLength(ctx, deadLetterQueue)
+	if err != nil {
+		return err
+	}
+	f.deadAt0 = dead
+
+	conn, err := amqp.Dial(s.Lab.AMQPURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("channel.open: %w", err)
+	}
+	if err := ch.Confirm(false /* noWait */); err != nil {
+		return fmt.Errorf("confirm.select: %w", err)
+	}
+	bodies := [][]byte{
+		[]byte("this is not JSON"),
+		[]byte(`{"msg":"a message without its id, date and request_id"}`),
+		bytes.Repeat([]byte("x"), 1<<20),
+	}
+	for round := range 5 {
+		if round > 0 {
+			if err := waitCtx(ctx, time.Second); err != nil {
+				return err
+			}
+		}
+		for _, body := range bodies {
+			confirm, err := ch.PublishWithDeferredConfirmWithContext(ctx,
+				"",    // the default exchange: straight to the queue named by the key
+				queue, // routing key
+				true,  // mandatory
+				false, // immediate
+				amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body},
+			)
+			if err != nil {
+				return fmt.Errorf("basic.publish: %w", err)
+			}
+			if ok, err := confirm.WaitContext(ctx); err != nil || !ok {
+				return fmt.Errorf("poison message not confirmed: %v", err)
+			}
+			f.poisoned++
+		}
+	}
+	return nil
+}
+
+// checkPoison wants every poison message in the dead-letter queue.
+func checkPoison(ctx context.Context, s *Suite, f *faultRun, _ []Ping, r *Result) {
+	want := f.deadAt0 + f.poisoned
+	// The management API's counts lag by up to its statistics interval (5 s).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := s.queueLength(ctx, deadLetterQueue)
+		if err == nil && n == want {
+			r.Notes = append(r.Notes, fmt.Sprintf("%d poison messages published, all %d in %s", f.poisoned, f.poisoned, deadLetterQueue))
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.Problems = append(r.Problems, fmt.Sprintf("%s holds %d messages (err %v), want %d: %d before and %d poison messages", deadLetterQueue, n, err, want, f.deadAt0, f.poisoned))
+			return
+		}
+		waitCtx(ctx, 500*time.Millisecond)
+	}
+}
+
+// reloadGateway reloads nginx three times, a second apart.
+func reloadGateway(ctx context.Context, s *Suite, f *faultRun) error {
+	for i := range 3 {
+		if i > 0 {
+			if err := waitCtx(ctx, time.Second); err != nil {
+				return err
+			}
+		}
+		if err := s.Lab.ReloadGateway(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkNoErrors wants every request answered 202.
+func checkNoErrors(_ context.Context, _ *Suite, _ *faultRun, _ []Ping, r *Result) {
+	if len(r.Failed) > 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("non-2xx answers %s; a reload must not fail any request", r.FailedString()))
+	}
+}
+
+// Suite runs scenarios against one lab, one after the other.
+type Suite struct {
+	Lab *runner.Lab
+	Log io.Writer // progress, one line per step; nil for none
+
+	run  string          // tells this run's msgs from any other's
+	ours map[string]bool // every msg this run sent
+}
+
+// NewSuite returns a suite for a running lab.
+func NewSuite(l *runner.Lab, log io.Writer) *Suite {
+	if log == nil {
+		log = io.Discard
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	return &Suite{Lab: l, Log: log, run: hex.EncodeToString(b[:]), ours: map[string]bool{}}
+}
+
+func (s *Suite) logf(format string, args ...any) {
+	fmt.Fprintf(s.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+// Run runs one scenario: load, fault, load until a 202 comes again, drain,
+// classify.
+func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
+	r := Result{Scenario: sc.Title, Recovery: -1}
+	gateway := s.Lab.GatewayURL()
+	load := StartLoad(gateway, fmt.Sprintf("fault-%s-%s", s.run, sc.Name))
+	f := &faultRun{}
+
+	s.logf("%s: load started", sc.Name)
+	err := waitCtx(ctx, warmUp)
+	if err == nil {
+		s.logf("%s: injecting the fault", sc.Name)
+		err = sc.inject(ctx, s, f)
+	}
+	end := time.Now()
+	if err != nil {
+		r.Problems = append(r.Problems, fmt.Sprintf("the fault could not be injected: %v", err))
+	} else {
+		s.logf("%s: fault over; waiting for a 202", sc.Name)
+		deadline := end.Add(recoverLimit)
+		for firstAcceptedAfter(load.Snapshot(), end) < 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+			waitCtx(ctx, 100*time.Millisecond)
+		}
+		waitCtx(ctx, tail)
+	}
+	pings := load.Stop()
+	for _, p := range pings {
+		s.ours[p.Msg] = true
+	}
+	r.Recovery = firstAcceptedAfter(pings, end)
+
+	s.logf("%s: %d pings sent; waiting for the queue to drain", sc.Name, len(pings))
+	stored, err := s.settle(ctx, pings, f.checkFrom)
+	if err != nil {
+		r.Problems = append(r.Problems, fmt.Sprintf("reading /pong: %v", err))
+		return r
+	}
+	classify(&r, pings, stored, s.ours, f.checkFrom)
+	if r.Accepted == 0 {
+		r.Problems = append(r.Problems, "no ping got a 202: the load never reached the lab")
+	}
+	if r.Recovery < 0 {
+		r.Problems = append(r.Problems, fmt.Sprintf("no 202 within %s after the fault", recoverLimit))
+	}
+	if sc.check != nil {
+		sc.check(ctx, s, f, pings, &r)
+	}
+	s.logf("%s: done", sc.Name)
+	return r
+}
+
+// settle waits until /pong holds every 202 sent from checkFrom on and the
+// queue is empty, or, when some never come, until /pong has not changed for
+// a while with the queue empty; then it returns what /pong holds.
+func (s *Suite) settle(ctx context.Context, pings []Ping, checkFrom time.Time) ([]Stored, error) {
+	want := map[string]bool{}
+	for _, p := range pings {
+		if p.Status == http.StatusAccepted && !p.Sent.Before(checkFrom) {
+			want[p.Msg] = true
+		}
+	}
+	deadline := time.Now().Add(settleLimit)
+	lastLen, lastChange := -1, time.Now()
+	for {
+		stored, err := ReadPong(ctx, s.Lab.GatewayURL())
+		if err != nil && time.Now().After(deadline) {
+			return nil, err
+		}
+		if err == nil {
+			if len(stored) != lastLen {
+				lastLen, lastChange = len(stored), time.Now()
+			}
+			missing := len(want)
+			for _, m := range stored {
+				if want[m.Msg] {
+					missing--
+				}
+			}
+			depth, qerr := s.queueLength(ctx, queue)
+			drained := qerr == nil && depth == 0
+			switch {
+			case missing == 0 && drained:
+				return stored, nil
+			case drained && time.Since(lastChange) > 10*time.Second:
+				return stored, nil // the missing ones are lost
+			case time.Now().After(deadline):
+				return stored, nil
+			}
+		}
+		if err := waitCtx(ctx, 500*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// queueLength is the number of messages in a queue, ready or not yet
+// acknowledged, from the management API.
+func (s *Suite) queueLength(ctx context.Context, name string) (int, error) {
+	cfg := s.Lab.Config()
+	var q struct {
+		Messages int `json:"messages"`
+	}
+	err := getJSON(ctx, s.Lab.ManagementURL()+"/api/queues/%2F/"+strings.ReplaceAll(name, "/", "%2F"), cfg.RabbitMQUser+":"+cfg.RabbitMQPass, &q)
+	return q.Messages, err
+}
+
+// Select returns the scenarios named, all when none is.
+func Select(names []string) ([]Scenario, error) {
+	all := Scenarios()
+	if len(names) == 0 {
+		return all, nil
+	}
+	var picked []Scenario
+	for _, n := range names {
+		found := false
+		for _, sc := range all {
+			if sc.Name == n {
+				picked, found = append(picked, sc), true
+			}
+		}
+		if !found {
+			var known []string
+			for _, sc := range all {
+				known = append(known, sc.Name)
+			}
+			return nil, fmt.Errorf("unknown scenario %q: the scenarios are %s", n, strings.Join(known, ", "))
+		}
+	}
+	return picked, nil
+}
+
+// StartLab starts a whole lab for the suite on free ports, its state in
+// dir, as the tests do.
+func StartLab(ctx context.Context, dir string) (*runner.Lab, error) {
+	l, err := runner.NewTest(dir, Env...)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Start(ctx, runner.Parts()); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Main is `lab fault [scenario...]`: it starts a lab of its own on free
+// ports, runs the scenarios and prints the table. It fails when a promise
+// was broken.
+func Main(ctx context.Context, names []string, stdout io.Writer) error {
+	scenarios, err := Select(names)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "lab-fault-")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Starting a lab on free ports (state in %s)...\n", dir)
+	l, err := StartLab(ctx, dir)
+	if err != nil {
+		return err
+	}
+	suite := NewSuite(l, stdout)
+	var results []Result
+	failed := false
+	for _, sc := range scenarios {
+		r := suite.Run(ctx, sc)
+		results = append(results, r)
+		failed = failed || !r.OK()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	l.Stop()
+	fmt.Fprintln(stdout)
+	WriteTable(stdout, results)
+	if failed {
+		return fmt.Errorf("the delivery promise was broken; the lab's logs are in %s", dir)
+	}
+	return os.RemoveAll(dir)
+}
