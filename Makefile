@@ -72,3 +72,13 @@ BENCHFLAGS ?=
 bench: deps
 	@$(GO) build -o .lab/bin/lab ./lab
 	@.lab/bin/lab bench $(BENCHFLAGS)
+
+# fault runs the fault scenarios (docs/reference/delivery-guarantees.md) on a
+# lab of its own, on free ports, and prints the table; make test runs them
+# too, as the lab/fault test. SCENARIOS picks some, e.g.
+# make fault SCENARIOS='broker-kill poison'.
+SCENARIOS ?=
+.PHONY: fault
+fault: deps
+	@$(GO) build -o .lab/bin/lab ./lab
+	@.lab/bin/lab fault $(SCENARIOS)
