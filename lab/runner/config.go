@@ -16,6 +16,7 @@ type Config struct {
 	GatewayPort    int    `env:"GATEWAY_PORT" envDefault:"8000"`
 	RateLimit      string `env:"GATEWAY_RATE_LIMIT" envDefault:"100r/s"`
 	RateBurst      int    `env:"GATEWAY_RATE_BURST" envDefault:"200"`
+	ClientTimeout  string `env:"GATEWAY_CLIENT_TIMEOUT" envDefault:"10s"`
 	Service01Port  int    `env:"SERVICE01_PORT" envDefault:"8001"`
 	Service02Port  int    `env:"SERVICE02_PORT" envDefault:"8002"`
 	RabbitMQPort   int    `env:"RABBITMQ_PORT" envDefault:"5672"`
@@ -47,6 +48,9 @@ func LoadConfig(environ []string) (Config, error) {
 	if err == nil && !rateRE.MatchString(cfg.RateLimit) {
 		problems = append(problems, fmt.Sprintf("GATEWAY_RATE_LIMIT: must be requests per second or minute as nginx writes them, e.g. 100r/s or 600r/m, got %q", cfg.RateLimit))
 	}
+	if err == nil && !timeRE.MatchString(cfg.ClientTimeout) {
+		problems = append(problems, fmt.Sprintf("GATEWAY_CLIENT_TIMEOUT: must be a time as nginx writes it, e.g. 10s or 500ms, got %q", cfg.ClientTimeout))
+	}
 	if err == nil && cfg.RateBurst < 1 {
 		problems = append(problems, fmt.Sprintf("GATEWAY_RATE_BURST: must be 1 or more, got %d", cfg.RateBurst))
 	}
@@ -58,6 +62,9 @@ func LoadConfig(environ []string) (Config, error) {
 
 // rateRE is the form of nginx's limit_req_zone rate.
 var rateRE = regexp.MustCompile(`^[1-9][0-9]*r/[sm]$`)
+
+// timeRE is the form of an nginx time such as client_body_timeout's.
+var timeRE = regexp.MustCompile(`^[1-9][0-9]*(ms|s|m)$`)
 
 // describeEnvError names the variable behind a parse error, which the env
 // package reports by struct field.

@@ -129,11 +129,12 @@ func (n *nginx) stop() {
 // gatewayVars are the template's variables for the native lab.
 func gatewayVars(cfg Config, accessLog string) map[string]string {
 	return map[string]string{
-		"GATEWAY_PORT":       strconv.Itoa(cfg.GatewayPort),
-		"GATEWAY_ACCESS_LOG": accessLog,
-		"GATEWAY_RATE_LIMIT": cfg.RateLimit,
-		"GATEWAY_RATE_BURST": strconv.Itoa(cfg.RateBurst),
-		"SERVICE01_ADDR":     "127.0.0.1:" + strconv.Itoa(cfg.Service01Port),
-		"SERVICE02_ADDR":     "127.0.0.1:" + strconv.Itoa(cfg.Service02Port),
+		"GATEWAY_PORT":           strconv.Itoa(cfg.GatewayPort),
+		"GATEWAY_ACCESS_LOG":     accessLog,
+		"GATEWAY_RATE_LIMIT":     cfg.RateLimit,
+		"GATEWAY_RATE_BURST":     strconv.Itoa(cfg.RateBurst),
+		"GATEWAY_CLIENT_TIMEOUT": cfg.ClientTimeout,
+		"SERVICE01_ADDR":         "127.0.0.1:" + strconv.Itoa(cfg.Service01Port),
+		"SERVICE02_ADDR":         "127.0.0.1:" + strconv.Itoa(cfg.Service02Port),
 	}
 }

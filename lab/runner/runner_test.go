@@ -39,7 +39,7 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{GatewayPort: 8000, RateLimit: "100r/s", RateBurst: 200, Service01Port: 8001, Service02Port: 8002, RabbitMQPort: 5672, ManagementPort: 15672, RabbitMQUser: "lab", RabbitMQPass: "lab"}
+	want := Config{GatewayPort: 8000, RateLimit: "100r/s", RateBurst: 200, ClientTimeout: "10s", Service01Port: 8001, Service02Port: 8002, RabbitMQPort: 5672, ManagementPort: 15672, RabbitMQUser: "lab", RabbitMQPass: "lab"}
 	if cfg != want {
 		t.Errorf("defaults = %+v, want %+v", cfg, want)
 	}
@@ -59,6 +59,10 @@ func TestLoadConfig(t *testing.T) {
 	_, err = LoadConfig([]string{"GATEWAY_RATE_LIMIT=100"})
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY_RATE_LIMIT: must be requests per second or minute") {
 		t.Errorf("bad rate: error = %v", err)
+	}
+	_, err = LoadConfig([]string{"GATEWAY_CLIENT_TIMEOUT=10"})
+	if err == nil || !strings.Contains(err.Error(), "GATEWAY_CLIENT_TIMEOUT: must be a time as nginx writes it") {
+		t.Errorf("bad client timeout: error = %v", err)
 	}
 	_, err = LoadConfig([]string{"SERVICE01_PORT=70000"})
 	if err == nil || !strings.Contains(err.Error(), "SERVICE01_PORT: must be a port number from 1 to 65535, got 70000") {
