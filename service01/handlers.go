@@ -26,12 +26,12 @@ type publisher interface {
 // handlePing publishes the message in the request and answers 202 Accepted
 // with it once the broker has confirmed that it is stored.
 //
-// With an Idempotency-Key header, a request repeated with the same key
-// (a client retrying after a timeout or a dropped connection) gets the
-// message published the first time, with the same id, and publishes
-// nothing new. Should the first publish have been stored after all, a
-// re-publish of the same message would still be harmless: service02 stores
-// each id once.
+// With an Idempotency-Key header, a request repeated with the same key (a
+// client retrying after a timeout, a 503 or a dropped connection) stands
+// for the same message, with the same id: once it is confirmed, the retry
+// gets the same 202 and nothing is published; after a failure, the retry
+// publishes that same message again, which is harmless even if the first
+// attempt was stored after all, because service02 stores each id once.
 func handlePing(logger *slog.Logger, pub publisher, keys *idempotencyKeys) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))

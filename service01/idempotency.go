@@ -36,36 +36,47 @@ func parseIdempotencyKey(h http.Header) (string, error) {
 }
 
 // idempotencyKeys remembers, per Idempotency-Key, the message a POST /ping
-// published, so that a retry with the same key answers with the same
-// message instead of publishing a new one.
+// made for it, so that a retry with the same key publishes that message
+// again, with the same id, or, once it is confirmed, just answers with it.
 //
-// A key is remembered from its first request until its TTL expires or more
-// than max keys are remembered (the oldest go first), and only when its
-// publish succeeded: a failed one is forgotten at once, so that a retry can
-// succeed. The map lives in memory: a restart of service01 forgets every key.
+// A failed publish (a 503) is not an answer to repeat: the retry publishes
+// again. It publishes the same message, though, because the failed one may
+// have been stored after all (a confirm that timed out, a connection lost
+// after the broker took the message): service02 stores each id once, so
+// the copy is dropped instead of becoming a second entry in /pong.
 //
-// The entries are kept in a list in the order they were confirmed. All have
-// the same TTL, so that is also the order they expire in: expiring and
-// evicting both take from the front, in O(1).
+// A key is remembered for its TTL from its first request, at most max keys
+// (beyond, the oldest are forgotten early). The map lives in memory: a
+// restart of service01 forgets every key.
+//
+// The entries are kept in a list in the order they were made. All have the
+// same TTL, so that is also the order they expire in: expiring and evicting
+// both take from the front, in O(1).
 type idempotencyKeys struct {
 	ttl time.Duration
 	max int
 	now func() time.Time
 
 	mu      sync.Mutex
-	entries map[string]*keyEntry // every key remembered or being published
-	order   *list.List           // of *keyEntry, confirmed ones only, oldest first
+	entries map[string]*keyEntry
+	order   *list.List // of *keyEntry, oldest first
 }
 
-// keyEntry is one key's message and the outcome of publishing it.
+// keyEntry is one key's message and where its publishing stands.
 type keyEntry struct {
-	key  string
-	m    message
-	done chan struct{} // closed once err is set
-	err  error         // the publish's error; nil when it was confirmed
+	key       string
+	m         message
+	confirmed bool    // the broker confirmed m: repeat the 202
+	flight    *flight // the publish in progress, if any
+	expires   time.Time
+	elem      *list.Element // in order
+}
 
-	expires time.Time     // once confirmed
-	elem    *list.Element // in order, once confirmed
+// flight is one attempt to publish a key's message; the requests with the
+// same key that come meanwhile wait for it instead of publishing too.
+type flight struct {
+	done chan struct{} // closed once err is set
+	err  error
 }
 
 func newIdempotencyKeys(ttl time.Duration, max int) *idempotencyKeys {
@@ -88,47 +99,55 @@ func (e *keyReusedError) Error() string {
 	return fmt.Sprintf("The Idempotency-Key %q was already used for a different msg; a key stands for exactly one message. Send a new key with a new message, or the same msg to retry the first.", e.key)
 }
 
-// do publishes m with publish unless key already has a message, and returns
-// the message the key stands for: m, or the one published for the key
-// before (replayed is then true). Concurrent calls with the same key
-// publish once: the others wait for its outcome and share it, failure
-// included. A key known with another msg is a *keyReusedError.
+// do publishes the message key stands for and returns it: m for a new
+// key, else the message made for the key's first request. A confirmed one
+// is not published again: replayed is then true. Concurrent calls with the
+// same key publish once; the others wait for that attempt and share its
+// outcome, failure included. A key known with another msg is a
+// *keyReusedError.
 func (k *idempotencyKeys) do(ctx context.Context, key string, m message, publish func(message) error) (_ message, replayed bool, _ error) {
 	k.mu.Lock()
 	k.expire()
-	if e, ok := k.entries[key]; ok {
+	e, ok := k.entries[key]
+	switch {
+	case ok && e.m.Msg != m.Msg:
 		k.mu.Unlock()
-		if e.m.Msg != m.Msg {
-			return message{}, false, &keyReusedError{key: key}
-		}
+		return message{}, false, &keyReusedError{key: key}
+	case ok && e.confirmed:
+		k.mu.Unlock()
+		return e.m, true, nil
+	case ok && e.flight != nil:
+		f := e.flight
+		k.mu.Unlock()
 		select {
-		case <-e.done:
+		case <-f.done:
 		case <-ctx.Done():
 			// The client has gone; nobody reads the answer.
 			return message{}, false, ctx.Err()
 		}
-		return e.m, true, e.err
-	}
-	e := &keyEntry{key: key, m: m, done: make(chan struct{})}
-	k.entries[key] = e
-	k.mu.Unlock()
-
-	err := publish(m)
-
-	k.mu.Lock()
-	e.err = err
-	if err != nil {
-		delete(k.entries, key)
-	} else {
-		e.expires = k.now().Add(k.ttl)
+		return e.m, f.err == nil, f.err
+	case !ok:
+		e = &keyEntry{key: key, m: m, expires: k.now().Add(k.ttl)}
 		e.elem = k.order.PushBack(e)
+		k.entries[key] = e
 		for k.order.Len() > k.max {
 			k.remove(k.order.Front())
 		}
 	}
+	// A new key, or one whose last publish failed: publish its message.
+	f := &flight{done: make(chan struct{})}
+	e.flight = f
 	k.mu.Unlock()
-	close(e.done)
-	return m, false, err
+
+	err := publish(e.m)
+
+	k.mu.Lock()
+	f.err = err
+	e.flight = nil
+	e.confirmed = err == nil
+	k.mu.Unlock()
+	close(f.done)
+	return e.m, false, err
 }
 
 // expire forgets the keys whose TTL is over; the caller holds k.mu.
@@ -139,13 +158,14 @@ func (k *idempotencyKeys) expire() {
 	}
 }
 
-// remove forgets the confirmed key in elem; the caller holds k.mu.
+// remove forgets the key in elem; the caller holds k.mu. A publish in
+// progress for it still completes, unremembered.
 func (k *idempotencyKeys) remove(elem *list.Element) {
 	e := k.order.Remove(elem).(*keyEntry)
 	delete(k.entries, e.key)
 }
 
-// Len is the number of keys remembered or being published.
+// Len is the number of keys remembered.
 func (k *idempotencyKeys) Len() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()

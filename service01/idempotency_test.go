@@ -91,22 +91,32 @@ func TestIdempotencyKeysReplay(t *testing.T) {
 	}
 }
 
-func TestIdempotencyKeysFailureIsForgotten(t *testing.T) {
+// TestIdempotencyKeysRetryAfterFailure checks that a failed publish is not
+// an answer to repeat, and that the retry publishes the same message, with
+// the same id, since the failed one may have been stored after all.
+func TestIdempotencyKeysRetryAfterFailure(t *testing.T) {
 	keys := newIdempotencyKeys(time.Hour, 10)
-	var calls atomic.Int32
-	broken := errors.New("broker down")
-	if _, _, err := keys.do(t.Context(), "k", message{ID: "id-1", Msg: "hello"}, countingPublish(&calls, broken)); err != broken {
-		t.Fatalf("do = %v, want %v", err, broken)
+	var published []message
+	var failure error
+	publish := func(m message) error {
+		published = append(published, m)
+		return failure
 	}
-	if keys.Len() != 0 {
-		t.Errorf("Len = %d after a failed publish, want 0", keys.Len())
+	first := message{ID: "id-1", Msg: "hello", Date: "first"}
+	failure = errors.New("no confirm in time")
+	if _, _, err := keys.do(t.Context(), "k", first, publish); err != failure {
+		t.Fatalf("do = %v, want %v", err, failure)
 	}
-	m, replayed, err := keys.do(t.Context(), "k", message{ID: "id-2", Msg: "hello"}, countingPublish(&calls, nil))
-	if err != nil || replayed || m.ID != "id-2" {
-		t.Fatalf("retry = %+v, %v, %v; want id-2 published", m, replayed, err)
+	failure = nil
+	m, replayed, err := keys.do(t.Context(), "k", message{ID: "id-2", Msg: "hello", Date: "second"}, publish)
+	if err != nil || replayed || m != first {
+		t.Fatalf("retry = %+v, %v, %v; want %+v published again", m, replayed, err, first)
 	}
-	if n := calls.Load(); n != 2 {
-		t.Errorf("published %d times, want 2", n)
+	if len(published) != 2 || published[1] != first {
+		t.Errorf("published %+v, want the first message twice", published)
+	}
+	if m, replayed, _ := keys.do(t.Context(), "k", message{ID: "id-3", Msg: "hello"}, publish); !replayed || m != first || len(published) != 2 {
+		t.Errorf("after the confirm: %+v, replayed %v, %d publishes; want the first message replayed", m, replayed, len(published))
 	}
 }
 
@@ -132,8 +142,8 @@ func TestIdempotencyKeysExpireAndEvict(t *testing.T) {
 		t.Error("key d was not replayed within its TTL")
 	}
 
-	// "b", "c" and "d" were confirmed at 9:00:10, :20 and :30; at 9:01:25
-	// the first two have expired.
+	// "a" came back at 9:00:40 and evicted "b"; "c" and "d" came at
+	// 9:00:20 and :30, so at 9:01:25 "c" has expired.
 	now = time.Date(2026, 11, 22, 9, 1, 25, 0, time.UTC)
 	if _, replayed, _ := keys.do(t.Context(), "d", message{ID: "d3", Msg: "m"}, countingPublish(&calls, nil)); !replayed {
 		t.Error("key d was not replayed within its TTL")
@@ -209,16 +219,20 @@ func TestIdempotencyKeysWaiterSharesFailure(t *testing.T) {
 	<-started
 	secondErr := make(chan error, 1)
 	go func() {
-		_, _, err := keys.do(t.Context(), "k", message{ID: "2", Msg: "hello"}, func(message) error {
+		m, _, err := keys.do(t.Context(), "k", message{ID: "2", Msg: "hello"}, func(message) error {
 			if inFlight.Load() {
 				t.Error("the second request published while the first was in flight")
 			}
 			return nil
 		})
+		if m.ID != "1" {
+			t.Errorf("the second request got message %q, want the first's, 1", m.ID)
+		}
 		secondErr <- err
 	}()
 	// The second may or may not have reached the wait before the first
-	// fails: it gets the first's failure, or publishes on its own after.
+	// fails: it gets the first's failure, or publishes the same message
+	// again after.
 	close(release)
 	if err := <-firstErr; err != broken {
 		t.Errorf("first: %v, want %v", err, broken)
@@ -293,7 +307,7 @@ func TestPingIdempotencyKeyInvalid(t *testing.T) {
 }
 
 // TestPingIdempotencyKeyRetryAfterFailure checks that a 503 is not
-// remembered: the retry with the same key publishes and gets a 202.
+// repeated: the retry with the same key publishes and gets a 202.
 func TestPingIdempotencyKeyRetryAfterFailure(t *testing.T) {
 	pub := &fakePublisher{err: &publishError{Result: resultUnavailable, Detail: "not connected", Err: errors.New("down")}}
 	h := newServer(discardLogger(), newMetrics(), pub, newIdempotencyKeys(time.Hour, 100))
