@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -74,6 +76,11 @@ func decodePing(body []byte) (pingRequest, error) {
 	if msg[0] != '"' {
 		return pingRequest{}, invalidf("msg must be a string, not %s; send it in double quotes, e.g. %s.", jsonKind(msg), example)
 	}
+	// encoding/json would also turn an escaped half of a UTF-16 surrogate
+	// pair into U+FFFD: refuse it for the same reason as invalid UTF-8.
+	if esc := unpairedSurrogate(msg); esc != "" {
+		return pingRequest{}, invalidf(`msg contains the escape %s, half of a UTF-16 surrogate pair without the other half; send the character itself or both halves, e.g. "\ud83d\udc4b" for 👋.`, esc)
+	}
 	var s string
 	if err := json.Unmarshal(msg, &s); err != nil {
 		return pingRequest{}, invalidf("msg could not be read as a string (%s); send it in double quotes, e.g. %s.", err, example)
@@ -124,6 +131,43 @@ func pingMember(obj []byte) (json.RawMessage, error) {
 		msg = value
 	}
 	return msg, nil
+}
+
+// unpairedSurrogate returns the first \uXXXX escape in lit, a valid JSON
+// string literal, that is half of a UTF-16 surrogate pair without the other
+// half, or "" when there is none.
+func unpairedSurrogate(lit []byte) string {
+	for i := 0; i < len(lit); i++ {
+		if lit[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character: a valid literal has one
+		if lit[i] != 'u' {
+			continue
+		}
+		esc := lit[i-1 : i+5] // \uXXXX: a valid literal has four hex digits
+		r := hex4(lit[i+1 : i+5])
+		i += 4
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		// A high half (D800-DBFF) followed by a low half (DC00-DFFF) is one
+		// character; any other surrogate is unpaired.
+		if r < 0xdc00 && i+6 < len(lit) && lit[i+1] == '\\' && lit[i+2] == 'u' {
+			if low := hex4(lit[i+3 : i+7]); 0xdc00 <= low && low <= 0xdfff {
+				i += 6
+				continue
+			}
+		}
+		return string(esc)
+	}
+	return ""
+}
+
+// hex4 decodes the four hex digits of a \uXXXX escape.
+func hex4(b []byte) rune {
+	n, _ := strconv.ParseUint(string(b), 16, 32) // checked by the JSON syntax
+	return rune(n)
 }
 
 // jsonKind names the kind of a valid JSON value, for error details.

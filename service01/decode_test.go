@@ -20,9 +20,17 @@ func TestDecodePing(t *testing.T) {
 		{name: "tab newline and carriage return allowed", body: `{"msg":"a\tb\nc\rd"}`, wantMsg: "a\tb\nc\rd"},
 		{name: "escapes", body: `{"msg":"caf\u00e9 \"quoted\""}`, wantMsg: `café "quoted"`},
 		{name: "multi-byte UTF-8", body: `{"msg":"héllo wörld 👋"}`, wantMsg: "héllo wörld 👋"},
+		{name: "surrogate pair escape", body: `{"msg":"a\ud83d\udc4Bb"}`, wantMsg: "a👋b"},
+		{name: "escaped backslash before u", body: `{"msg":"\\ud800"}`, wantMsg: `\ud800`},
+		{name: "escaped replacement character", body: `{"msg":"\ufffd"}`, wantMsg: "\ufffd"},
 		{name: "1024 characters", body: `{"msg":"` + strings.Repeat("é", 1024) + `"}`, wantMsg: strings.Repeat("é", 1024)},
 
 		{name: "invalid UTF-8", body: "{\"msg\":\"a\xffb\"}", wantErr: "not valid UTF-8 (the first invalid byte is at offset 9)"},
+		{name: "lone high surrogate", body: `{"msg":"a\ud800"}`, wantErr: `msg contains the escape \ud800, half of a UTF-16 surrogate pair`},
+		{name: "lone low surrogate", body: `{"msg":"\uDC00a"}`, wantErr: `msg contains the escape \uDC00, half`},
+		{name: "high surrogate then a letter", body: `{"msg":"\ud83dx\udc4b"}`, wantErr: `msg contains the escape \ud83d, half`},
+		{name: "two high surrogates", body: `{"msg":"\ud83d\ud83d"}`, wantErr: `msg contains the escape \ud83d, half`},
+		{name: "high surrogate then an escape", body: `{"msg":"\ud83d\n"}`, wantErr: `msg contains the escape \ud83d, half`},
 		{name: "empty body", body: "", wantErr: "The body is empty"},
 		{name: "only white space", body: " \n ", wantErr: "The body is empty"},
 		{name: "syntax error", body: `{"msg" "x"}`, wantErr: "not valid JSON: invalid character '\"' after object key (at byte 8)"},
@@ -116,6 +124,10 @@ func FuzzDecodePing(f *testing.F) {
 			return
 		}
 		msg := req.Msg
+		// Nothing is replaced on the way: a U+FFFD in msg was sent as one.
+		if strings.ContainsRune(msg, utf8.RuneError) && !strings.ContainsRune(string(body), utf8.RuneError) && !strings.Contains(strings.ToLower(string(body)), `\ufffd`) {
+			t.Fatalf("accepted msg %q has a U+FFFD the body %q does not", msg, body)
+		}
 		if !utf8.ValidString(msg) {
 			t.Fatalf("accepted msg %q is not valid UTF-8", msg)
 		}
