@@ -62,6 +62,8 @@ func TestOpenAPI(t *testing.T) {
 	check("/pong/{id}", "GET", resp, body)
 	resp, body = do(t, "GET", gw+"/pong/no-such-id", "", nil)
 	check("/pong/{id}", "GET", resp, body)
+	resp, body = do(t, "GET", gw+"/pong/a%2Fb", "", nil)
+	check("/pong/{id}", "GET", resp, body)
 
 	_, body = do(t, "POST", gw+"/ping", "application/json", []byte(`{"msg":"openapi 2"}`))
 	if err := json.Unmarshal(body, &sent); err != nil {
