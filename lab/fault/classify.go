@@ -81,6 +81,11 @@ type Result struct {
 	Duplicated int // an id, or a msg, present more than once
 	Unexpected int // in /pong, never sent, or with an id no 202 gave it
 	Recovered  int // an error or no answer, yet present once
+	// Retried are the pings without a 202 sent again, once, with the same
+	// Idempotency-Key after the fault; RetryAccepted of them got a 202.
+	// NoRetry says why a scenario does not retry, when it does not.
+	Retried, RetryAccepted int
+	NoRetry                string
 	// Recovery is the time from the fault's end to the first 202 answered
 	// after it; -1 when none came.
 	Recovery time.Duration
@@ -181,17 +186,27 @@ func (r Result) FailedString() string {
 // WriteTable writes the results as a Markdown table, then the notes and
 // problems of each scenario.
 func WriteTable(w io.Writer, results []Result) {
-	fmt.Fprintln(w, "| scenario | sent | 202 | non-2xx by status | unchecked | lost | duplicated | unexpected | recovered | first 202 after the fault |")
-	fmt.Fprintln(w, "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| scenario | sent | 202 | non-2xx by status | recovered | retried: 202 | unchecked | lost | duplicated | unexpected | first 202 after the fault |")
+	fmt.Fprintln(w, "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
 		recovery := "none"
 		if r.Recovery >= 0 {
 			recovery = r.Recovery.Round(10 * time.Millisecond).String()
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %s | %d | %d | %d | %d | %d | %s |\n",
-			r.Scenario, r.Sent, r.Accepted, r.FailedString(), r.Unchecked, r.Lost, r.Duplicated, r.Unexpected, r.Recovered, recovery)
+		retried := fmt.Sprintf("%d: %d", r.Retried, r.RetryAccepted)
+		switch {
+		case r.NoRetry != "":
+			retried = "no retry"
+		case r.Retried == 0:
+			retried = "-"
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %s | %d | %s | %d | %d | %d | %d | %s |\n",
+			r.Scenario, r.Sent, r.Accepted, r.FailedString(), r.Recovered, retried, r.Unchecked, r.Lost, r.Duplicated, r.Unexpected, recovery)
 	}
 	for _, r := range results {
+		if r.NoRetry != "" {
+			fmt.Fprintf(w, "\n%s: no retry: %s", r.Scenario, r.NoRetry)
+		}
 		for _, n := range r.Notes {
 			fmt.Fprintf(w, "\n%s: %s", r.Scenario, n)
 		}

@@ -57,10 +57,7 @@ const (
 // and a sequence number.
 func StartLoad(gatewayURL, prefix string) *Load {
 	l := &Load{stop: make(chan struct{})}
-	client := &http.Client{
-		Timeout:   requestTimeout,
-		Transport: &http.Transport{MaxIdleConnsPerHost: loadWorkers},
-	}
+	client := newClient()
 	// One ticker paces every worker: a request starts on each tick that a
 	// worker is free to take, and the ticks nobody takes are dropped.
 	ticker := time.NewTicker(time.Second / loadRate)
@@ -102,6 +99,36 @@ func (l *Load) Stop() []Ping {
 	pings := l.Snapshot()
 	slices.SortFunc(pings, func(a, b Ping) int { return a.Sent.Compare(b.Sent) })
 	return pings
+}
+
+func newClient() *http.Client {
+	return &http.Client{
+		Timeout:   requestTimeout,
+		Transport: &http.Transport{MaxIdleConnsPerHost: loadWorkers},
+	}
+}
+
+// Retry sends every ping that did not get a 202 once more, with the same
+// msg and Idempotency-Key, as a client that keeps its promise would, and
+// returns the answers, in the order of failed.
+func Retry(gatewayURL string, failed []Ping) []Ping {
+	client := newClient()
+	retries := make([]Ping, len(failed))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range loadWorkers {
+		wg.Go(func() {
+			for i := range next {
+				retries[i] = send(client, gatewayURL, failed[i].Msg)
+			}
+		})
+	}
+	for i := range failed {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return retries
 }
 
 // send posts one ping and records the answer.
