@@ -28,6 +28,7 @@ type Options struct {
 	Duration     time.Duration // of each closed-loop point
 	OpenDuration time.Duration // of each open-loop point
 	Clients      []int         // the concurrencies of S, P, R and E
+	OpenConns    int           // connections the open-loop points may open at most
 	Fractions    []float64     // of E's maximum rate, for the open-loop points
 	QueueTypes   []string      // quorum, classic
 	DrainSize    int           // the backlog the drain rows consume
@@ -47,6 +48,7 @@ func DefaultOptions(root string) Options {
 		Duration:     5 * time.Second,
 		OpenDuration: 5 * time.Second,
 		Clients:      []int{16, 64, 256},
+		OpenConns:    512,
 		Fractions:    []float64{0.5, 0.7, 0.9},
 		QueueTypes:   []string{"quorum", "classic"},
 		DrainSize:    100_000,
@@ -60,15 +62,16 @@ func SmokeOptions(root string) Options {
 	return Options{
 		Root:         root,
 		Warmup:       100 * time.Millisecond,
-		Duration:     400 * time.Millisecond,
-		OpenDuration: 400 * time.Millisecond,
+		Duration:     300 * time.Millisecond,
+		OpenDuration: 300 * time.Millisecond,
 		Clients:      []int{4},
+		OpenConns:    64,
 		Fractions:    []float64{0.5, 0.7, 0.9},
 		QueueTypes:   []string{"quorum", "classic"},
-		DrainSize:    2000,
+		DrainSize:    1000,
 		// The runtime reports the live heap in whole MiB: a few thousand
 		// messages make the store's share visible at all.
-		MemorySizes: []int{5000, 10000},
+		MemorySizes: []int{4000, 8000},
 	}
 }
 
@@ -94,6 +97,8 @@ type Report struct {
 	Elapsed  time.Duration
 	Machine  Machine
 	S, P     map[int]Result // by clients
+	SCPU     map[int]CPU    // CPU per request of S, by clients
+	PCPU     map[int]CPU    // ... of P; "bench" includes P's Go handler
 	Queues   []QueueReport
 	LoadEnd  [3]float64 // the load average when the run ended
 	Versions Versions
@@ -103,6 +108,7 @@ type Report struct {
 type QueueReport struct {
 	Type       string
 	R, E       map[int]Result // closed loop, by clients
+	RCPU, ECPU map[int]CPU    // CPU per message of R and E, by clients
 	Open       []OpenPoint
 	Drain      float64 // messages/s service02 stored from a backlog
 	DrainRaw   float64 // messages/s a bare Go consumer acked from the same backlog
@@ -139,7 +145,7 @@ func (q QueueReport) PerMessage(m MemoryPoint) float64 {
 // Run starts the lab (release build, access log off, rate limit lifted) once
 // per queue type and measures every row.
 func Run(ctx context.Context, o Options) (*Report, error) {
-	rep := &Report{Options: o, Started: time.Now(), S: map[int]Result{}, P: map[int]Result{}}
+	rep := &Report{Options: o, Started: time.Now(), S: map[int]Result{}, P: map[int]Result{}, SCPU: map[int]CPU{}, PCPU: map[int]CPU{}}
 	rep.Machine = readMachine()
 	for i, qt := range o.QueueTypes {
 		q, err := runQueueType(ctx, o, rep, qt, i == 0)
@@ -259,7 +265,7 @@ func (b *benchLab) restartService02(ctx context.Context) error {
 }
 
 func runQueueType(ctx context.Context, o Options, rep *Report, queueType string, first bool) (QueueReport, error) {
-	q := QueueReport{Type: queueType, R: map[int]Result{}, E: map[int]Result{}}
+	q := QueueReport{Type: queueType, R: map[int]Result{}, E: map[int]Result{}, RCPU: map[int]CPU{}, ECPU: map[int]CPU{}}
 	o.progress("Starting the lab with %s queues (release build, access log off, rate limit lifted)...", queueType)
 	b, err := startLab(ctx, o, queueType)
 	if err != nil {
@@ -317,14 +323,18 @@ func measureCeilings(ctx context.Context, o Options, rep *Report, b *benchLab) e
 
 	for _, c := range o.Clients {
 		client := newClient(c)
+		before := cpuTimes(b.dir)
 		rep.S[c] = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
 			return get(ctx, client, b.GatewayURL()+"/healthz")
 		})
+		rep.SCPU[c] = cpuPerOp(before, cpuTimes(b.dir), rep.S[c].Ops)
 		o.progress("  S  %4d clients  %s", c, rep.S[c])
+		before = cpuTimes(dir)
 		rep.P[c] = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
 			_, err := postPing(ctx, client, proxy.GatewayURL()+"/ping")
 			return err
 		})
+		rep.PCPU[c] = cpuPerOp(before, cpuTimes(dir), rep.P[c].Ops)
 		o.progress("  P  %4d clients  %s", c, rep.P[c])
 		client.CloseIdleConnections()
 	}
@@ -341,9 +351,11 @@ func measureClosed(ctx context.Context, o Options, q *QueueReport, b *benchLab) 
 		if err != nil {
 			return fmt.Errorf("R: %w", err)
 		}
+		before := cpuTimes(b.dir)
 		q.R[c] = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
 			return pub.publish(ctx)
 		})
+		q.RCPU[c] = cpuPerOp(before, cpuTimes(b.dir), q.R[c].Ops)
 		pub.close()
 		o.progress("  R  %4d clients  %-8s %s", c, q.Type, q.R[c])
 
@@ -355,10 +367,12 @@ func measureClosed(ctx context.Context, o Options, q *QueueReport, b *benchLab) 
 		if b.prof != nil && c == profileClients {
 			profiled = b.prof.cpu(ctx, fmt.Sprintf("E%d", c), max(o.Warmup+o.Duration, time.Second))
 		}
+		before = cpuTimes(b.dir)
 		q.E[c] = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
 			_, err := postPing(ctx, client, b.GatewayURL()+"/ping")
 			return err
 		})
+		q.ECPU[c] = cpuPerOp(before, cpuTimes(b.dir), q.E[c].Ops)
 		client.CloseIdleConnections()
 		if err := profiled(); err != nil {
 			return err
@@ -385,10 +399,16 @@ func measureOpen(ctx context.Context, o Options, q *QueueReport, b *benchLab) er
 	if err := b.restartService02(ctx); err != nil {
 		return err
 	}
-	client := newClient(512)
+	client := newClient(o.OpenConns)
 	defer client.CloseIdleConnections()
 	for _, f := range o.Fractions {
 		rate := f * q.EMax
+		// A moment at the rate first, unmeasured, so that connections are
+		// open and pools warm when the measured schedule starts.
+		OpenLoop(ctx, rate, o.Warmup, func(ctx context.Context, _ int, _ time.Time) error {
+			_, err := postPing(ctx, client, b.GatewayURL()+"/ping")
+			return err
+		})
 		var mu sync.Mutex
 		intended := make(map[string]time.Time)
 		res := OpenLoop(ctx, rate, o.OpenDuration, func(ctx context.Context, _ int, t time.Time) error {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -21,9 +22,20 @@ func Command(ctx context.Context, root string, args []string, stdout io.Writer) 
 	fs.DurationVar(&o.Duration, "duration", o.Duration, "length of each closed-loop point")
 	fs.DurationVar(&o.OpenDuration, "open-duration", o.OpenDuration, "length of each open-loop point")
 	fs.StringVar(&o.ProfileDir, "profile", "", "a folder (relative to the repository) for pprof profiles of the services, built with a pprof endpoint for the run")
+	clientList := fs.String("clients", joinInts(o.Clients), "concurrencies of the closed-loop rows")
+	memory := fs.String("memory", joinInts(o.MemorySizes), "stored messages at which service02's heap is measured")
+	fs.IntVar(&o.OpenConns, "open-conns", o.OpenConns, "connections the open-loop points may open at most (each waiting request is still timed from its intended start)")
+	fs.IntVar(&o.DrainSize, "drain", o.DrainSize, "the backlog of the drain rows, in messages")
 	queueTypes := fs.String("queue-types", strings.Join(o.QueueTypes, ","), "queue types to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var err error
+	if o.Clients, err = parseInts(*clientList); err != nil {
+		return fmt.Errorf("-clients: %w", err)
+	}
+	if o.MemorySizes, err = parseInts(*memory); err != nil {
+		return fmt.Errorf("-memory: %w", err)
 	}
 	if *smoke {
 		o = SmokeOptions(root)
@@ -58,4 +70,29 @@ func Command(ctx context.Context, root string, args []string, stdout io.Writer) 
 	}
 	fmt.Fprintf(stdout, "Written to %s\n", *out)
 	return nil
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+// parseInts parses a comma-separated list of positive whole numbers, in
+// increasing order.
+func parseInts(s string) ([]int, error) {
+	var ns []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive whole number", f)
+		}
+		if len(ns) > 0 && n <= ns[len(ns)-1] {
+			return nil, fmt.Errorf("the numbers must increase, got %s", s)
+		}
+		ns = append(ns, n)
+	}
+	return ns, nil
 }

@@ -15,6 +15,7 @@ type Result struct {
 	Errors    int
 	FirstErr  error         // the first failure, to say what went wrong
 	Elapsed   time.Duration // the measured window
+	Ops       int           // every operation run, warm-up and failures included
 }
 
 // Rate is the successful operations per second over the measured window.
@@ -47,11 +48,13 @@ type recorder struct {
 	lat      []time.Duration
 	errors   int
 	firstErr error
+	ops      int
 }
 
 func (r *recorder) add(d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.ops++
 	if err != nil {
 		if r.errors == 0 {
 			r.firstErr = err
@@ -62,11 +65,18 @@ func (r *recorder) add(d time.Duration, err error) {
 	r.lat = append(r.lat, d)
 }
 
+// warmedUp counts an operation of the warm-up, which is not measured.
+func (r *recorder) warmedUp() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops++
+}
+
 func (r *recorder) result(elapsed time.Duration) Result {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	slices.Sort(r.lat)
-	return Result{Latencies: r.lat, Errors: r.errors, FirstErr: r.firstErr, Elapsed: elapsed}
+	return Result{Latencies: r.lat, Errors: r.errors, FirstErr: r.firstErr, Elapsed: elapsed, Ops: r.ops}
 }
 
 // ClosedLoop runs op from clients goroutines, each starting its next
@@ -87,7 +97,9 @@ func ClosedLoop(ctx context.Context, clients int, warmup, d time.Duration, op fu
 					return
 				}
 				err := op(ctx, c)
-				if !t.Before(measureFrom) {
+				if t.Before(measureFrom) {
+					rec.warmedUp()
+				} else {
 					rec.add(time.Since(t), err)
 				}
 			}

@@ -43,6 +43,8 @@ rows measured side by side mean more.
 		rep.Versions.RabbitMQ, rep.Versions.Erlang, rep.Versions.Nginx, rep.Versions.Go,
 		o.Warmup, o.Duration, o.OpenDuration, thousands(float64(o.DrainSize)))
 	b.WriteString(rep.Table())
+	b.WriteString("\n### CPU time per operation (µs)\n\n")
+	b.WriteString(rep.CPUTable())
 	b.WriteString("\n## Goals\n\n")
 	b.WriteString(rep.GoalsTable())
 	b.WriteString(rowsExplained)
@@ -90,6 +92,11 @@ stall is charged to every request it delays (no coordinated omission).
   them (its ` + "`service02_messages_consumed_total`" + ` counter, polled, from the
   first poll after it is ready). **drain raw**: a bare Go consumer (same
   prefetch, one ack per message, no other work) on the same backlog.
+- **CPU time per operation**: the user and system CPU time each part used
+  during a closed-loop row (warm-up included), from /proc, divided by the
+  operations it ran. *bench* is the load generator (and, for P, the Go
+  handler it serves). The parts share the machine's cores, so on a small
+  machine E's throughput is bounded by its total here.
 - **memory**: service02's live heap per stored message, above its live heap
   with an empty store. service02 runs with ` + "`GODEBUG=gctrace=1`" + `, which
   logs the heap each garbage collection marked live, and ` + "`GOGC=20`" + `, so
