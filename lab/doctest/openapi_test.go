@@ -53,6 +53,15 @@ func TestOpenAPI(t *testing.T) {
 	}
 	resp, body = do(t, "POST", gw+"/ping", "application/json", []byte(`{"msg":`))
 	check("/ping", "POST", resp, body)
+	resp, body = do(t, "POST", gw+"/ping", "application/json", []byte(`{"msg":"first"}`), "Idempotency-Key", "openapi-1")
+	check("/ping", "POST", resp, body)
+	resp, body = do(t, "POST", gw+"/ping", "application/json", []byte(`{"msg":"first"}`), "Idempotency-Key", "openapi-1")
+	check("/ping", "POST", resp, body)
+	if resp.Header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("POST /ping repeated with its Idempotency-Key: want Idempotent-Replayed: true, got %q", resp.Header.Get("Idempotent-Replayed"))
+	}
+	resp, body = do(t, "POST", gw+"/ping", "application/json", []byte(`{"msg":"second"}`), "Idempotency-Key", "openapi-1")
+	check("/ping", "POST", resp, body)
 	resp, body = do(t, "POST", gw+"/ping", "text/plain", []byte(`hello`))
 	check("/ping", "POST", resp, body)
 	resp, body = do(t, "POST", gw+"/ping", "application/json", []byte(`{"msg":"`+strings.Repeat("a", 20000)+`"}`))
