@@ -180,4 +180,13 @@ func TestLimitsAccepted(t *testing.T) {
 			t.Errorf("stored msg %.40q..., want %.40q...", got, msg)
 		}
 	}
+
+	// A body of exactly 16 KiB passes both the gateway and service01: their
+	// limits are the same.
+	body := `{"msg":"sixteen KiB"}`
+	body += strings.Repeat(" ", 16<<10-len(body))
+	resp, data := send(t, http.MethodPost, l.GatewayURL()+"/ping", map[string]string{"Content-Type": jsonType}, []byte(body))
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("a body of 16 KiB: %d %s", resp.StatusCode, data)
+	}
 }

@@ -56,6 +56,7 @@ func TestRequestID(t *testing.T) {
 // closes the connection. nginx sends no answer then (nobody is left to read
 // it) but logs the request as 408. Nothing reaches the service.
 func TestSlowBody(t *testing.T) {
+	t.Parallel() // the tests run in parallel store nothing, so /pong stays put
 	l := lab.Get(t)
 	before := storedIDs(t, l)
 	conn, err := net.Dial("tcp", strings.TrimPrefix(l.GatewayURL(), "http://"))
@@ -89,6 +90,32 @@ func TestSlowBody(t *testing.T) {
 	}
 }
 
+// TestSlowHeaders checks that a client that stops sending its headers is
+// cut off after GATEWAY_CLIENT_TIMEOUT (2 s here), without an answer, so it
+// cannot hold a connection open.
+func TestSlowHeaders(t *testing.T) {
+	t.Parallel() // the tests run in parallel store nothing, so /pong stays put
+	l := lab.Get(t)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(l.GatewayURL(), "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write([]byte("POST /ping HTTP/1.1\r\nHost: lab\r\nContent-Type: appl")); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("the gateway did not close the connection: %v", err)
+	}
+	if len(answer) != 0 {
+		t.Errorf("answer %q, want none", answer)
+	}
+}
+
 // waitLogLine polls the file at path until a line contains s, and returns it.
 func waitLogLine(tb testing.TB, path, s string) string {
 	tb.Helper()
@@ -114,6 +141,7 @@ func waitLogLine(tb testing.TB, path, s string) string {
 // to a gateway with no services behind it: what it lets through is
 // answered 502, the rest 429 with Retry-After.
 func TestRateLimit(t *testing.T) {
+	t.Parallel() // a lab of its own
 	l := limited.Get(t)
 	const n = 30
 	type answer struct {
