@@ -85,6 +85,9 @@ func badCases() []badCase {
 		{name: "encoded dot segments", raw: rawRequest("GET /pong/%2e%2E/metrics HTTP/1.1", nil, ""), status: 400, detail: "a dot segment (/./ or /../)"},
 		{name: "single dot segment", raw: rawRequest("GET /pong/./x HTTP/1.1", nil, ""), status: 400, detail: "a dot segment (/./ or /../)"},
 		{name: "double slash", raw: rawRequest("GET /pong//x HTTP/1.1", nil, ""), status: 400, detail: "or a double slash; send the plain path"},
+		// ...but only the path: these reach service02.
+		{name: "dot segment in the query", method: "GET", path: "/pong?limit=/../", status: 400, detail: `limit must be a whole number from 1 to 1000 (default 100), got "/../"`},
+		{name: "absolute-form request", raw: rawRequest("GET http://lab/pong?limit=x HTTP/1.1", nil, ""), status: 400, detail: `got "x"`},
 		{name: "dot segments above the root", raw: rawRequest("GET /pong/../../etc/passwd HTTP/1.1", nil, ""), status: 400, detail: "could not parse the HTTP request"},
 		{name: "id of 10 000 characters", method: "GET", path: "/pong/" + strings.Repeat("a", 10000), status: 414, detail: "The request line is longer than the gateway accepts (8 KiB)"},
 		{name: "id of 1000 characters", method: "GET", path: "/pong/" + strings.Repeat("a", 1000), status: 404, detail: `no message with id "` + strings.Repeat("a", 64) + `..." is stored`},
