@@ -14,7 +14,10 @@
 //     changes between runs, and a line "..." stands for any number of lines;
 //   - a fenced "sh" block whose only line is "make run" or
 //     "make run PARTS='...'": the harness starts those parts of its own lab
-//     (it never runs make run itself, a foreground command);
+//     (it never runs make run itself, a foreground command). Variables
+//     before it, as in "SERVICE02_PORT=8003 make run PARTS=service02", start
+//     the parts as a second lab with that environment beside the first, as
+//     a second terminal would; a port among them is moved to a free one;
 //   - HTML comments, invisible on the rendered page:
 //     <!-- doctest: stop service02 --> stops parts, as Ctrl-C in the terminal
 //     running them would; <!-- doctest: eventually --> before a console block
@@ -48,6 +51,7 @@ type step struct {
 	kind       stepKind
 	line       int      // where it is in the chapter, for messages
 	parts      []string // stepStart, stepStop
+	env        []string // stepStart: variables set before make run (KEY=value)
 	command    string   // stepCommand
 	expected   []string // stepCommand
 	eventually bool     // stepCommand: rerun until the output matches
@@ -55,7 +59,7 @@ type step struct {
 
 var (
 	directiveRE = regexp.MustCompile(`^<!--\s*doctest:\s*(\w+)\s*(.*?)\s*-->$`)
-	makeRunRE   = regexp.MustCompile(`^make run(?:\s+PARTS=(?:'([^']*)'|"([^"]*)"|(\S+)))?$`)
+	makeRunRE   = regexp.MustCompile(`^((?:[A-Z][A-Z0-9_]*=\S+\s+)*)make run(?:\s+PARTS=(?:'([^']*)'|"([^"]*)"|(\S+)))?$`)
 )
 
 // parseChapter reads the steps of a chapter.
@@ -107,8 +111,8 @@ func parseChapter(text string) ([]step, error) {
 		case "sh":
 			if len(body) == 1 {
 				if m := makeRunRE.FindStringSubmatch(strings.TrimSpace(body[0])); m != nil {
-					parts := strings.Fields(m[1] + m[2] + m[3])
-					steps = append(steps, step{kind: stepStart, line: start + 1, parts: parts})
+					parts := strings.Fields(m[2] + m[3] + m[4])
+					steps = append(steps, step{kind: stepStart, line: start + 1, parts: parts, env: strings.Fields(m[1])})
 				}
 			}
 		case "console":

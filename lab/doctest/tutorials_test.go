@@ -101,6 +101,10 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 		where := fmt.Sprintf("%s:%d", name, s.line)
 		switch s.kind {
 		case stepStart:
+			if len(s.env) > 0 {
+				startBeside(t, l, rw, where, s)
+				continue
+			}
 			parts := s.parts
 			if len(parts) == 0 {
 				parts = runner.Parts()
@@ -160,6 +164,53 @@ func runCommand(t *testing.T, sh *shell, rw *rewriter, where string, s step) {
 	}
 }
 
+// startBeside starts parts as a second lab beside l, with the variables
+// the chapter sets before make run: a second terminal running make run
+// with its own environment. Its ports are moved to free ones, which rw
+// learns.
+func startBeside(t *testing.T, l *runner.Lab, rw *rewriter, where string, s step) {
+	t.Helper()
+	c := l.Config()
+	environ := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"RABBITMQ_HOST=127.0.0.1",
+		"RABBITMQ_PORT=" + strconv.Itoa(c.RabbitMQPort),
+		"RABBITMQ_DEFAULT_USER=" + c.RabbitMQUser,
+		"RABBITMQ_DEFAULT_PASS=" + c.RabbitMQPass,
+		"LOG_LEVEL=info",
+	}
+	for _, kv := range s.env {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasSuffix(k, "_PORT") {
+			ports, err := runner.FreePorts(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rw.add(v, strconv.Itoa(ports[0]))
+			v = strconv.Itoa(ports[0])
+		}
+		environ = append(environ, k+"="+v)
+	}
+	cfg, err := runner.LoadConfig(environ)
+	if err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	parts, err := runner.ParseParts(s.parts)
+	if err != nil || len(s.parts) == 0 || slices.Contains(parts, "rabbitmq") {
+		t.Fatalf("%s: a second lab runs some of service01, service02 and nginx beside the first, got PARTS=%q", where, s.parts)
+	}
+	root, err := runner.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	beside := runner.New(cfg, runner.Options{Root: root, State: t.TempDir(), Env: environ, BuildFlags: []string{"-race"}})
+	t.Cleanup(beside.Stop)
+	if err := beside.Start(context.Background(), parts); err != nil {
+		t.Fatalf("%s: start %v beside the lab: %v", where, parts, err)
+	}
+}
+
 // rewriter moves commands from the reader's default ports and .lab folder
 // to the test lab's, and the output back.
 type rewriter struct {
@@ -179,6 +230,12 @@ func newRewriter(l *runner.Lab, state string) *rewriter {
 		rw.toReader[strconv.Itoa(port)] = strconv.Itoa(def)
 	}
 	return rw
+}
+
+// add maps one more of the reader's ports to a test port.
+func (rw *rewriter) add(reader, test string) {
+	rw.toTest[reader] = test
+	rw.toReader[test] = reader
 }
 
 var hostPortRE = regexp.MustCompile(`\b(localhost|127\.0\.0\.1):(\d+)\b`)
