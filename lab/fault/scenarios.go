@@ -305,15 +305,18 @@ func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
 		r.Problems = append(r.Problems, fmt.Sprintf("reading /pong: %v", err))
 		return r
 	}
+	injected := len(r.Problems)
 	classify(&r, pings, stored, s.ours, f.checkFrom)
 
 	// Send every ping without a 202 again, with its key: now each must be
 	// stored exactly once, the ones already stored ("recovered") included.
+	// The second classification covers the first: a ping lost, doubled or
+	// unexpected then still is.
 	r.NoRetry = sc.noRetry
 	if sc.noRetry == "" {
 		if final, ok := s.retry(ctx, sc.Name, &r, pings, f.checkFrom); ok {
 			r.Unchecked, r.Lost, r.Duplicated, r.Unexpected = final.Unchecked, final.Lost, final.Duplicated, final.Unexpected
-			r.Problems = final.Problems
+			r.Problems = append(r.Problems[:injected], final.Problems...)
 			for _, n := range final.Notes {
 				r.Notes = append(r.Notes, "retry: "+n)
 			}
