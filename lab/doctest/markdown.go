@@ -20,7 +20,9 @@
 //     a second terminal would; a port among them is moved to a free one;
 //   - HTML comments, invisible on the rendered page:
 //     <!-- doctest: stop service02 --> stops parts, as Ctrl-C in the terminal
-//     running them would; <!-- doctest: eventually --> before a console block
+//     running them would; <!-- doctest: kill rabbitmq --> kills parts with
+//     SIGKILL, where the reader kills a process, as a crash would;
+//     <!-- doctest: eventually --> before a console block
 //     reruns each of its commands until the output matches (for what happens
 //     asynchronously, such as a message reaching service02); and
 //     <!-- doctest: skip --> leaves the next block out.
@@ -43,6 +45,7 @@ type stepKind int
 const (
 	stepStart   stepKind = iota // start parts of the lab
 	stepStop                    // stop parts of the lab
+	stepKill                    // kill parts of the lab with SIGKILL
 	stepCommand                 // run a command and compare its output
 )
 
@@ -78,12 +81,16 @@ func parseChapter(text string) ([]step, error) {
 				skip = true
 			case "eventually":
 				eventually = true
-			case "stop":
+			case "stop", "kill":
 				parts := strings.Fields(m[2])
 				if len(parts) == 0 {
-					return nil, fmt.Errorf("line %d: doctest: stop names no parts", i+1)
+					return nil, fmt.Errorf("line %d: doctest: %s names no parts", i+1, m[1])
 				}
-				steps = append(steps, step{kind: stepStop, line: i + 1, parts: parts})
+				kind := stepStop
+				if m[1] == "kill" {
+					kind = stepKill
+				}
+				steps = append(steps, step{kind: kind, line: i + 1, parts: parts})
 			default:
 				return nil, fmt.Errorf("line %d: unknown doctest directive %q", i+1, m[1])
 			}

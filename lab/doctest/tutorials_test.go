@@ -123,12 +123,16 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 				t.Fatalf("%s: start %v: %v", where, ordered, err)
 			}
 			cl.running = append(cl.running, ordered...)
-		case stepStop:
+		case stepStop, stepKill:
 			for _, p := range s.parts {
 				if !slices.Contains(cl.running, p) {
 					t.Fatalf("%s: stop %s: it is not running", where, p)
 				}
-				if err := l.StopPart(p); err != nil {
+				stop := l.StopPart
+				if s.kind == stepKill {
+					stop = l.KillPart
+				}
+				if err := stop(p); err != nil {
 					t.Fatalf("%s: stop %s: %v", where, p, err)
 				}
 				cl.running = slices.DeleteFunc(cl.running, func(q string) bool { return q == p })
