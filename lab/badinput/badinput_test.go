@@ -1,6 +1,7 @@
 package badinput
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -109,14 +110,24 @@ func badCases() []badCase {
 		{name: "two Host headers", raw: rawRequest("GET /pong HTTP/1.1", []string{"Host: other"}, ""), status: 400, detail: "could not parse the HTTP request"},
 		{name: "NUL in the request line", raw: rawRequest("GET /pong/a\x00b HTTP/1.1", nil, ""), status: 400, detail: "could not parse the HTTP request"},
 		{name: "NUL in a header", raw: rawRequest("POST /ping HTTP/1.1", []string{"Content-Type: application/json", "X-Note: a\x00b"}, msgOf("hello")), status: 400, detail: "could not parse the HTTP request"},
-		{name: "very long header", header: map[string]string{"Content-Type": jsonType, "X-Note": strings.Repeat("n", 10000)}, body: msgOf("hello"), status: 431, detail: "A request header is longer than the gateway accepts (8 KiB)"},
+		{name: "very long header", header: map[string]string{"Content-Type": jsonType, "X-Note": strings.Repeat("n", 10000)}, body: msgOf("hello"), status: 431, detail: "larger than the gateway accepts (8 KiB for one header line"},
 		{name: "Idempotency-Key of 256 characters", header: map[string]string{"Content-Type": jsonType, "Idempotency-Key": strings.Repeat("k", 256)}, body: msgOf("hello"), status: 400, detail: "The Idempotency-Key is 256 characters long; it must have 1 to 255 visible ASCII characters"},
 		{name: "empty Idempotency-Key", header: map[string]string{"Content-Type": jsonType, "Idempotency-Key": ""}, body: msgOf("hello"), status: 400, detail: "The Idempotency-Key is 0 characters long"},
 		{name: "Idempotency-Key with a space", header: map[string]string{"Content-Type": jsonType, "Idempotency-Key": "my key"}, body: msgOf("hello"), status: 400, detail: "The Idempotency-Key has the byte 0x20 at position 3"},
 		{name: "non-ASCII Idempotency-Key", header: map[string]string{"Content-Type": jsonType, "Idempotency-Key": "clé"}, body: msgOf("hello"), status: 400, detail: "The Idempotency-Key has the byte 0xC3 at position 3"},
 		{name: "two Idempotency-Keys", raw: rawRequest("POST /ping HTTP/1.1", []string{"Content-Type: application/json", "Idempotency-Key: a", "Idempotency-Key: b"}, msgOf("hello")), status: 400, detail: "The Idempotency-Key header appears 2 times; send it once"},
+		{name: "headers over 32 KiB in all", raw: rawRequest("POST /ping HTTP/1.1", manyHeaders(100, 400), msgOf("hello")), status: 431, detail: "32 KiB for all of them"},
 		{name: "two content lengths", raw: rawRequest("POST /ping HTTP/1.1", []string{"Content-Type: application/json", "Content-Length: 15", "Content-Length: 16"}, msgOf("hello")), status: 400, detail: "could not parse the HTTP request"},
 	}
+}
+
+// manyHeaders returns n headers with values of size bytes.
+func manyHeaders(n, size int) []string {
+	h := []string{"Content-Type: application/json"}
+	for i := range n {
+		h = append(h, fmt.Sprintf("X-Note-%d: %s", i, strings.Repeat("n", size)))
+	}
+	return h
 }
 
 // chunked encodes body in chunks of size bytes, with the last chunk.
