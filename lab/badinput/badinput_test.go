@@ -1,6 +1,7 @@
 package badinput
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -208,6 +209,14 @@ func TestLimitsAccepted(t *testing.T) {
 	body += strings.Repeat(" ", 16<<10-len(body))
 	resp, data := send(t, http.MethodPost, l.GatewayURL()+"/ping", map[string]string{"Content-Type": jsonType}, []byte(body))
 	if resp.StatusCode != http.StatusAccepted {
-		t.Errorf("a body of 16 KiB: %d %s", resp.StatusCode, data)
+		t.Fatalf("a body of 16 KiB: %d %s", resp.StatusCode, data)
+	}
+	// Wait until it is stored, so that later tests see a settled /pong.
+	var m struct{ ID string }
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitStored(t, l, m.ID); got != "sixteen KiB" {
+		t.Errorf("stored msg %q, want %q", got, "sixteen KiB")
 	}
 }
