@@ -103,4 +103,24 @@ stall is charged to every request it delays (no coordinated omission).
   that a few ` + "`GET /pong?limit=1000`" + ` requests (garbage only, the store
   does not change) start a collection once the store holds the messages. The
   runtime reports whole MiB, so the figure is exact to ±1 MiB / messages.
+
+## Reading the results
+
+- Compare rows of the same run, never runs on different machines; the load
+  average above says how busy the machine was besides the benchmark.
+- When the cores are saturated (a load average at or above the number of
+  cores), every row is CPU-bound, and E's share of R is about R's total CPU
+  per operation divided by E's, from the CPU table: E does all that R does
+  plus an HTTP client, nginx and service01. The goal E ≥ 0.8 × R assumes
+  that the broker's confirms, not the cores, limit both; that takes cores
+  to spare.
+- Open-loop latencies count every stall in full, so a pause of the machine
+  (another process, a garbage collection, a disk flush) shows in p99 and
+  p99.9 as users would feel it.
+- To see where a service's time goes, run
+  ` + "`go run ./lab bench -profile .lab/bench-profiles -out=`" + `: the services
+  are built with a pprof endpoint for that run only (go build -overlay;
+  their code is unchanged), CPU profiles of both are taken during E at 64
+  clients and a heap profile of service02 at the largest memory point.
+  Read them with ` + "`go tool pprof -top <file>`" + `.
 `
