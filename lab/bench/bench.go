@@ -99,6 +99,7 @@ type Report struct {
 	S, P     map[int]Result // by clients
 	SCPU     map[int]CPU    // CPU per request of S, by clients
 	PCPU     map[int]CPU    // ... of P; "bench" includes P's Go handler
+	WrkS     *Wrk           // S measured by wrk, where it is installed
 	Queues   []QueueReport
 	LoadEnd  [3]float64 // the load average when the run ended
 	Versions Versions
@@ -109,6 +110,7 @@ type QueueReport struct {
 	Type       string
 	R, E       map[int]Result // closed loop, by clients
 	RCPU, ECPU map[int]CPU    // CPU per message of R and E, by clients
+	WrkE       *Wrk           // E measured by wrk, where it is installed
 	Open       []OpenPoint
 	Drain      float64 // messages/s service02 stored from a backlog
 	DrainRaw   float64 // messages/s a bare Go consumer acked from the same backlog
@@ -338,7 +340,8 @@ func measureCeilings(ctx context.Context, o Options, rep *Report, b *benchLab) e
 		o.progress("  P  %4d clients  %s", c, rep.P[c])
 		client.CloseIdleConnections()
 	}
-	return nil
+	rep.WrkS, err = runWrk(ctx, b.GatewayURL()+"/healthz", profileClients, o.Duration, false)
+	return err
 }
 
 // measureClosed measures R and E at each concurrency, side by side.
@@ -381,6 +384,13 @@ func measureClosed(ctx context.Context, o Options, q *QueueReport, b *benchLab) 
 		if r := q.E[c].Rate(); r > q.EMax {
 			q.EMax, q.EMaxAt = r, c
 		}
+	}
+	if err := b.purge(ctx); err != nil {
+		return err
+	}
+	var err error
+	if q.WrkE, err = runWrk(ctx, b.GatewayURL()+"/ping", profileClients, o.Duration, true); err != nil {
+		return err
 	}
 	if q.EMax == 0 {
 		return fmt.Errorf("E produced no successful request: %v", q.E[o.Clients[0]].FirstErr)

@@ -152,3 +152,33 @@ gc 3 @1.9`
 		t.Errorf("consumingSince = %v, %v; want %v, true", since, ok, want)
 	}
 }
+
+func TestParseWrk(t *testing.T) {
+	out := `Running 5s test @ http://127.0.0.1:8000/ping
+  2 threads and 64 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    12.10ms    5.20ms  90.00ms   80.00%
+    Req/Sec     2.65k   300.00     3.10k    70.00%
+  Latency Distribution
+     50%   11.50ms
+     75%   14.00ms
+     90%   18.00ms
+     99%    1.20s
+  26500 requests in 5.00s, 9.10MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 4
+Requests/sec:   5300.12
+Transfer/sec:      1.82MB
+`
+	w, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Wrk{Rate: 5300.12, P50: 11500 * time.Microsecond, P99: 1200 * time.Millisecond, Errors: 7}
+	if *w != want {
+		t.Errorf("parseWrk = %+v, want %+v", *w, want)
+	}
+	if _, err := parseWrk("wrk: connection refused"); err == nil {
+		t.Error("parseWrk accepted an output without Requests/sec")
+	}
+}

@@ -77,6 +77,9 @@ stall is charged to every request it delays (no coordinated omission).
 - **E**: ` + "`POST /ping`" + ` through the gateway, end to end: nginx, service01,
   a confirmed publish, at the same concurrencies. E/R and E/P are the share
   of each ceiling the lab reaches.
+- **S (wrk)**, **E (wrk)**: the same, at 64 connections, measured by
+  [wrk](https://github.com/wg/wrk) as a cross-check of the Go load
+  generator; these rows appear only where wrk is installed.
 - **E open**: ` + "`POST /ping`" + ` open loop at 50, 70 and 90 % of E's highest
   closed-loop rate.
 - **visible**: for the messages of that E open point, the time from the

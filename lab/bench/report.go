@@ -137,6 +137,13 @@ func (rep *Report) Table() string {
 	for _, c := range rep.Options.Clients {
 		row("P", "–", clients(c), rep.P[c], "req/s", "nginx → Go handler, no broker")
 	}
+	wrkRow := func(name, queue string, w *Wrk) {
+		if w != nil {
+			fmt.Fprintf(&b, "| %s (wrk) | %s | %d connections | %s req/s | %s | %s | – | %d | cross-check with wrk |\n",
+				name, queue, profileClients, thousands(w.Rate), ms(w.P50), ms(w.P99), w.Errors)
+		}
+	}
+	wrkRow("S", "–", rep.WrkS)
 	for _, q := range rep.Queues {
 		for _, c := range rep.Options.Clients {
 			row("R", q.Type, clients(c), q.R[c], "msg/s", "Go publisher, one confirm awaited per message")
@@ -146,6 +153,7 @@ func (rep *Report) Table() string {
 			row("E", q.Type, clients(c), e, "req/s", fmt.Sprintf("E/R %.2f, E/P %.2f",
 				ratio(e.Rate(), q.R[c].Rate()), ratio(e.Rate(), rep.P[c].Rate())))
 		}
+		wrkRow("E", q.Type, q.WrkE)
 		for _, p := range q.Open {
 			load := fmt.Sprintf("open %.0f %% (%s/s)", 100*p.Fraction, thousands(p.Rate))
 			row("E open", q.Type, load, p.E, "req/s", "`POST /ping` latency from the intended send time")
