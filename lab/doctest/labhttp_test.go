@@ -111,7 +111,7 @@ func TestLabHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docs/lab.http: %v", err)
 	}
-	l := refLab.Get(t)
+	l := refLab.get(t)
 	rw := newRewriter(l, l.State())
 	answers := map[string]any{} // @name -> decoded JSON body
 

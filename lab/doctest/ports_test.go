@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -50,9 +51,9 @@ func pickPorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// newChapterLab is runner.NewTest with ports from pickPorts and the
-// reader's defaults (readerEnv).
-func newChapterLab(dir string) (*runner.Lab, error) {
+// newTestLab is runner.NewTest with ports from pickPorts and the reader's
+// defaults (readerEnv), then extraEnv.
+func newTestLab(dir string, extraEnv ...string) (*runner.Lab, error) {
 	ports, err := pickPorts(7)
 	if err != nil {
 		return nil, err
@@ -67,7 +68,7 @@ func newChapterLab(dir string) (*runner.Lab, error) {
 		"RABBITMQ_MANAGEMENT_PORT=" + strconv.Itoa(ports[4]),
 		"RABBITMQ_DEFAULT_USER=lab",
 		"RABBITMQ_DEFAULT_PASS=lab",
-	}, readerEnv...)
+	}, slices.Concat(readerEnv, extraEnv)...)
 	cfg, err := runner.LoadConfig(environ)
 	if err != nil {
 		return nil, err

@@ -72,7 +72,7 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 		t.Fatalf("%s has no console block to run", name)
 	}
 	dir := t.TempDir()
-	l, err := newChapterLab(dir)
+	l, err := newTestLab(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
