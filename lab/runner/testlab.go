@@ -89,6 +89,11 @@ func (s *Shared) Get(tb testing.TB) *Lab {
 		if s.err != nil {
 			return
 		}
+		// MkdirTemp makes it 0700; nginx's workers, which run as nobody
+		// when the tests run as root, must be able to reach into it.
+		if s.err = os.Chmod(s.dir, 0o755); s.err != nil {
+			return
+		}
 		var l *Lab
 		if l, s.err = NewTest(s.dir, s.Env...); s.err != nil {
 			return
