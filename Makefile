@@ -10,12 +10,14 @@ PARTS ?=
 TESTFLAGS ?=
 MODULES := service01 service02 lab
 
-.PHONY: run test deps vet unit fmt clean help
+.PHONY: run test deps vet fmt clean help
 
 help:
 	@echo "make run    start the whole lab natively (PARTS='rabbitmq service01' for a subset)"
 	@echo "make test   vet and test every module, with the real RabbitMQ and nginx"
 	@echo "make deps   install rabbitmq-server and nginx when missing"
+	@echo "make fault  run the fault scenarios and print what was lost or doubled (SCENARIOS='...')"
+	@echo "make bench  measure the lab beside its ceilings (docs/reference/benchmarks.md)"
 	@echo "make clean  remove the native lab's state (.lab/: broker data, logs, binaries)"
 
 run: deps

@@ -249,7 +249,7 @@ func (l *Lab) Wait(ctx context.Context) error {
 		return nil
 	case p := <-exited:
 		proc := l.proc(p)
-		return fmt.Errorf("%s exited unexpectedly (%v); its log %s ends with:\n%s", p, proc.err, proc.log, proc.tail(10))
+		return fmt.Errorf("%s exited unexpectedly (%v); its log %s ends with:\n%s", p, proc.exitStatus(), proc.log, proc.tail(10))
 	}
 }
 

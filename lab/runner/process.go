@@ -133,6 +133,15 @@ func (p *process) waitGroupGone(limit time.Duration) {
 	p.signal(syscall.SIGKILL)
 }
 
+// exitStatus says how the process ended, after done: "exit status 1",
+// "signal: killed", or "exit status 0" where exec reports no error.
+func (p *process) exitStatus() string {
+	if p.err == nil {
+		return "exit status 0"
+	}
+	return p.err.Error()
+}
+
 // tail returns the last n lines the process printed, for error messages.
 func (p *process) tail(n int) string {
 	data, err := os.ReadFile(p.log)

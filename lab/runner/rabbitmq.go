@@ -113,7 +113,7 @@ func (r *rabbitmq) waitReady(ctx context.Context, limit time.Duration) error {
 	var last error
 	for {
 		if r.proc.exited() {
-			return fmt.Errorf("rabbitmq exited while starting (%v); its log %s ends with:\n%s", r.proc.err, r.proc.log, r.proc.tail(15))
+			return fmt.Errorf("rabbitmq exited while starting (%v); its log %s ends with:\n%s", r.proc.exitStatus(), r.proc.log, r.proc.tail(15))
 		}
 		last = r.ready(ctx)
 		if last == nil {

@@ -77,7 +77,7 @@ func waitHTTP(ctx context.Context, name, url string, proc *process, limit time.D
 	last := "no answer yet"
 	for {
 		if proc != nil && proc.exited() {
-			return fmt.Errorf("%s exited while starting (%v); its log %s ends with:\n%s", name, proc.err, proc.log, proc.tail(10))
+			return fmt.Errorf("%s exited while starting (%v); its log %s ends with:\n%s", name, proc.exitStatus(), proc.log, proc.tail(10))
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
