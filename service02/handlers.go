@@ -107,7 +107,7 @@ func handlePongID(store *Store) http.Handler {
 				shown = truncate(id, maxIDChars) // no stored id is longer
 			}
 			writeProblem(w, r, http.StatusNotFound, fmt.Sprintf(
-				"no message with id %q is stored; ids come from POST /ping; the store keeps the newest %d messages and is emptied when service02 restarts",
+				"No message with id %q is stored. Ids come from POST /ping; the store keeps the newest %d messages and is emptied when service02 restarts.",
 				shown, store.Capacity()))
 			return
 		}

@@ -92,9 +92,9 @@ func badCases() []badCase {
 		{name: "absolute-form request", raw: rawRequest("GET http://lab/pong?limit=x HTTP/1.1", nil, ""), status: 400, detail: `got "x"`},
 		{name: "dot segments above the root", raw: rawRequest("GET /pong/../../etc/passwd HTTP/1.1", nil, ""), status: 400, detail: "could not parse the HTTP request"},
 		{name: "id of 10 000 characters", method: "GET", path: "/pong/" + strings.Repeat("a", 10000), status: 414, detail: "The request line is longer than the gateway accepts (8 KiB)"},
-		{name: "id of 1000 characters", method: "GET", path: "/pong/" + strings.Repeat("a", 1000), status: 404, detail: `no message with id "` + strings.Repeat("a", 64) + `..." is stored`},
-		{name: "id with dots", method: "GET", path: "/pong/..a.", status: 404, detail: `no message with id "..a." is stored`},
-		{name: "invalid UTF-8 in id", raw: rawRequest("GET /pong/caf\xe9 HTTP/1.1", nil, ""), status: 404, detail: "no message with id"},
+		{name: "id of 1000 characters", method: "GET", path: "/pong/" + strings.Repeat("a", 1000), status: 404, detail: `No message with id "` + strings.Repeat("a", 64) + `..." is stored`},
+		{name: "id with dots", method: "GET", path: "/pong/..a.", status: 404, detail: `No message with id "..a." is stored`},
+		{name: "invalid UTF-8 in id", raw: rawRequest("GET /pong/caf\xe9 HTTP/1.1", nil, ""), status: 404, detail: "No message with id"},
 
 		// The request itself.
 		{name: "malformed request line", raw: []byte("GET /pong HTTP/1.1 extra\r\nHost: lab\r\n\r\n"), status: 400, detail: "could not parse the HTTP request; check its request line and headers"},

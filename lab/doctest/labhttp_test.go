@@ -111,7 +111,7 @@ func TestLabHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docs/lab.http: %v", err)
 	}
-	l := refLab.get(t)
+	l := refLab.Get(t)
 	rw := newRewriter(l, l.State())
 	answers := map[string]any{} // @name -> decoded JSON body
 

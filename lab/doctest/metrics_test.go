@@ -25,7 +25,7 @@ func TestMetricsReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	documented := metricTables(string(b))
-	l := refLab.get(t)
+	l := refLab.Get(t)
 	for _, service := range []string{"service01", "service02"} {
 		_, body := do(t, "GET", l.ServiceURL(service)+"/metrics", "", nil)
 		exported := map[string]string{}

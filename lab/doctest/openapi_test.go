@@ -42,7 +42,7 @@ func TestOpenAPI(t *testing.T) {
 		}
 	}
 
-	l := refLab.get(t)
+	l := refLab.Get(t)
 	gw := l.GatewayURL()
 
 	resp, body := do(t, "POST", gw+"/ping", "application/json", []byte(`{"msg":"openapi"}`))
@@ -112,7 +112,7 @@ func TestOpenAPI(t *testing.T) {
 
 	// 502 and 429 from nginx alone (see gatewayLab): the first four
 	// proxied requests get 502, the following ones 429.
-	g := gatewayLab.get(t).GatewayURL()
+	g := gatewayLab.Get(t).GatewayURL()
 	resp, body = do(t, "POST", g+"/ping", "application/json", []byte(`{"msg":"hello"}`))
 	check("/ping", "POST", resp, body)
 	resp, body = do(t, "GET", g+"/pong", "", nil)

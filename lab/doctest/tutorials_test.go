@@ -72,7 +72,7 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 		t.Fatalf("%s has no console block to run", name)
 	}
 	dir := t.TempDir()
-	l, err := newTestLab(dir)
+	l, err := runner.NewTest(dir, readerEnv...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func startBeside(t *testing.T, l *runner.Lab, rw *rewriter, where string, s step
 	for _, kv := range s.env {
 		k, v, _ := strings.Cut(kv, "=")
 		if strings.HasSuffix(k, "_PORT") {
-			ports, err := pickPorts(1)
+			ports, err := runner.FreePorts(1)
 			if err != nil {
 				t.Fatal(err)
 			}

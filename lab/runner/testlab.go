@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strconv"
@@ -51,16 +52,42 @@ func NewTest(dir string, extraEnv ...string) (*Lab, error) {
 	}), nil
 }
 
-// FreePorts asks the kernel for n distinct free TCP ports.
+// A lab starts its parts long after its ports are chosen (the services are
+// built first), and ports the kernel hands out for :0 come from the range
+// it also uses for outgoing connections, so one may be taken by then (curl,
+// the services' connections to the broker, other test packages). Test labs'
+// ports come from below that range instead, and none is handed out twice in
+// one process.
+const (
+	portsFrom = 20000
+	portsTo   = 32000 // Linux starts its ephemeral ports at 32768
+)
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
+
+// FreePorts returns n distinct TCP ports, free now, below the ephemeral range.
 func FreePorts(n int) ([]int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
 	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", ":0")
-		if err != nil {
-			return nil, err
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 1000 {
+			return nil, fmt.Errorf("no free port between %d and %d", portsFrom, portsTo)
 		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+		p := portsFrom + rand.IntN(portsTo-portsFrom)
+		if portsUsed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsUsed[p] = true
+		ports = append(ports, p)
 	}
 	return ports, nil
 }
