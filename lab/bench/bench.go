@@ -183,29 +183,12 @@ func storeCapacity(o Options) int {
 }
 
 func startLab(ctx context.Context, o Options, queueType string) (*benchLab, error) {
-	ports, err := runner.FreePorts(7)
-	if err != nil {
-		return nil, err
-	}
-	environ := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + os.Getenv("HOME"),
-		"GATEWAY_PORT=" + strconv.Itoa(ports[0]),
-		"SERVICE01_PORT=" + strconv.Itoa(ports[1]),
-		"SERVICE02_PORT=" + strconv.Itoa(ports[2]),
-		"RABBITMQ_PORT=" + strconv.Itoa(ports[3]),
-		"RABBITMQ_MANAGEMENT_PORT=" + strconv.Itoa(ports[4]),
-		"RABBITMQ_DEFAULT_USER=lab",
-		"RABBITMQ_DEFAULT_PASS=lab",
+	env := []string{
 		"RABBITMQ_QUEUE_TYPE=" + queueType,
 		// The load comes from one address; the gateway's limit is lifted.
 		"GATEWAY_RATE_LIMIT=1000000r/s",
 		"GATEWAY_RATE_BURST=1000000",
 		"SERVICE02_STORE_CAPACITY=" + strconv.Itoa(storeCapacity(o)),
-	}
-	cfg, err := runner.LoadConfig(environ)
-	if err != nil {
-		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "lab-bench-")
 	if err != nil {
@@ -221,7 +204,10 @@ func startLab(ctx context.Context, o Options, queueType string) (*benchLab, erro
 		}
 		buildFlags = append(buildFlags, flag)
 	}
-	l := runner.New(cfg, runner.Options{Root: o.Root, State: dir, Env: environ, BuildFlags: buildFlags, DistPort: ports[5], EpmdPort: ports[6]})
+	l, err := runner.NewOnFreePorts(dir, buildFlags, env...)
+	if err != nil {
+		return nil, err
+	}
 	l.SetGatewayAccessLog("off")
 	if prof != nil {
 		if err := prof.listen(l); err != nil {

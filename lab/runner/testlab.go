@@ -12,9 +12,23 @@ import (
 )
 
 // NewTest makes a lab for tests: free ports, its state in dir, services built
-// with the race detector. Its services get only the environment below plus
-// extraEnv, so a developer's .env or shell cannot change what tests see.
+// with the race detector, debug logs and a gateway rate limit no test
+// reaches, then extraEnv.
 func NewTest(dir string, extraEnv ...string) (*Lab, error) {
+	env := append([]string{
+		"LOG_LEVEL=debug",
+		// Tests send thousands of requests from one address.
+		"GATEWAY_RATE_LIMIT=100000r/s",
+		"GATEWAY_RATE_BURST=100000",
+	}, extraEnv...)
+	return NewOnFreePorts(dir, []string{"-race"}, env...)
+}
+
+// NewOnFreePorts makes a lab on free ports with its state in dir and the
+// services built with buildFlags. Its services get only PATH, HOME, the
+// ports, the lab's login and env, so a developer's .env or shell cannot
+// change what a test or a benchmark sees.
+func NewOnFreePorts(dir string, buildFlags []string, env ...string) (*Lab, error) {
 	ports, err := FreePorts(7)
 	if err != nil {
 		return nil, err
@@ -29,11 +43,7 @@ func NewTest(dir string, extraEnv ...string) (*Lab, error) {
 		"RABBITMQ_MANAGEMENT_PORT=" + strconv.Itoa(ports[4]),
 		"RABBITMQ_DEFAULT_USER=lab",
 		"RABBITMQ_DEFAULT_PASS=lab",
-		"LOG_LEVEL=debug",
-		// Tests send thousands of requests from one address.
-		"GATEWAY_RATE_LIMIT=100000r/s",
-		"GATEWAY_RATE_BURST=100000",
-	}, extraEnv...)
+	}, env...)
 	cfg, err := LoadConfig(environ)
 	if err != nil {
 		return nil, err
@@ -46,7 +56,7 @@ func NewTest(dir string, extraEnv ...string) (*Lab, error) {
 		Root:       root,
 		State:      dir,
 		Env:        environ,
-		BuildFlags: []string{"-race"},
+		BuildFlags: buildFlags,
 		DistPort:   ports[5],
 		EpmdPort:   ports[6],
 	}), nil
