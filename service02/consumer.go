@@ -151,7 +151,7 @@ func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
 	deliveries, err := ch.Consume(
 		c.topo.Queue,
 		c.tag,
-		false, // autoAck: ack each message once it is stored
+		false, // autoAck: ack messages once they are stored
 		false, // exclusive
 		false, // noLocal (not supported by RabbitMQ)
 		false, // noWait
@@ -163,17 +163,57 @@ func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
 	c.setReady(nil)
 	c.logger.Info("consuming", "broker", c.addr, "queue", c.topo.Queue, "consumer_tag", c.tag, "prefetch", c.prefetch)
 
+	// Delivery tags count the deliveries of one channel, so every new
+	// channel gets a new acker.
+	acks := newAcker(ch, ackBatch(c.prefetch), c.logger)
+	if !c.consume(ctx, deliveries, acks) {
+		// The deliveries stopped. The acks still pending are moot: either
+		// the connection or channel is gone, and the broker has put every
+		// unacknowledged message back in the queue (the store drops them
+		// when they come again), or the broker cancelled the consumer
+		// because the queue was deleted, messages and all.
+		return true, closeReason(closed)
+	}
+	c.shutdown(conn, ch, deliveries, acks)
+	return true, nil
+}
+
+// consume handles deliveries until they stop (it returns false) or ctx is
+// done (it returns true, with acks perhaps still pending for shutdown).
+//
+// It acknowledges stored messages in batches rather than one by one: under
+// load, one basic.ack frame, and for a quorum queue one Raft "settle"
+// command, then covers many messages. A batch is sent as soon as no further
+// delivery is waiting, so at a low rate each message is acked the moment it
+// is stored and nothing waits on a timer; under load, the acker also sends
+// one whenever half the prefetch is pending.
+func (c *consumer) consume(ctx context.Context, deliveries <-chan amqp.Delivery, acks *acker) (ctxDone bool) {
 	for {
+		var d amqp.Delivery
+		var ok bool
+		// First look without waiting. While messages keep coming this
+		// takes the next one at once; ctx is checked here too, or a
+		// steady stream could keep the consumer from ever shutting down.
 		select {
-		case d, ok := <-deliveries:
-			if !ok {
-				return true, closeReason(closed)
-			}
-			c.handle(d)
+		case d, ok = <-deliveries:
 		case <-ctx.Done():
-			c.shutdown(conn, ch, deliveries)
-			return true, nil
+			return true
+		default:
+			// Nothing is waiting right now: acknowledge what is stored
+			// before blocking. (amqp091-go may still be a moment away from
+			// handing over a message it has; then the batch is only
+			// smaller than it could have been.)
+			acks.flush()
+			select {
+			case d, ok = <-deliveries:
+			case <-ctx.Done():
+				return true
+			}
 		}
+		if !ok {
+			return false
+		}
+		c.handle(d, acks)
 	}
 }
 
@@ -196,7 +236,7 @@ func closeReason(closed <-chan *amqp.Error) error {
 // broker sends no more messages, the ones already received are stored and
 // acknowledged, and only then is the channel closed. A message received but
 // not acknowledged when the channel closes goes back to the queue.
-func (c *consumer) shutdown(conn *amqp.Connection, ch *amqp.Channel, deliveries <-chan amqp.Delivery) {
+func (c *consumer) shutdown(conn *amqp.Connection, ch *amqp.Channel, deliveries <-chan amqp.Delivery, acks *acker) {
 	c.setReady(errors.New("shutting down"))
 	if err := ch.Cancel(c.tag, false /* noWait */); err != nil {
 		c.logger.Warn("basic.cancel failed; unacknowledged messages go back to the queue", "error", err.Error())
@@ -205,11 +245,16 @@ func (c *consumer) shutdown(conn *amqp.Connection, ch *amqp.Channel, deliveries 
 		// message that arrived before the broker's cancel-ok.
 		drained := 0
 		for d := range deliveries {
-			c.handle(d)
+			c.handle(d, acks)
 			drained++
 		}
 		c.logger.Info("consumer cancelled", "drained", drained)
 	}
+	// The pending acks go out before channel.close: closing the channel
+	// with them unsent would put messages already stored back in the queue.
+	// (When the cancel failed the channel is most likely gone, and the
+	// flush only logs that.)
+	acks.flush()
 	if err := ch.Close(); err != nil {
 		c.logger.Warn("channel.close failed", "error", err.Error())
 	}
@@ -219,14 +264,15 @@ func (c *consumer) shutdown(conn *amqp.Connection, ch *amqp.Channel, deliveries 
 }
 
 // handle stores or dead-letters one delivery. Nothing it receives can stop
-// the consumer: every outcome is an ack or a reject.
-func (c *consumer) handle(d amqp.Delivery) {
+// the consumer: every outcome is an ack (now or in the next batch) or a
+// reject.
+func (c *consumer) handle(d amqp.Delivery, acks *acker) {
 	m, err := decodeMessage(d.Body)
 	if err != nil {
 		// Rejected without requeueing, the message goes to the queue's
 		// dead-letter exchange, where someone can look at it, instead of
 		// coming back forever.
-		if err := d.Nack(false /* multiple */, false /* requeue */); err != nil {
+		if err := acks.deadLetter(d.DeliveryTag); err != nil {
 			c.logger.Warn("basic.nack failed; the message will be redelivered", "error", err.Error(), "message_id", d.MessageId)
 			return
 		}
@@ -246,10 +292,83 @@ func (c *consumer) handle(d amqp.Delivery) {
 	// Ack after storing, never before: delivery is at-least-once. Were the
 	// ack sent first, a crash between the two would lose the message; this
 	// way a crash leaves it unacked and the broker delivers it again (the
-	// store drops the duplicate).
-	if err := d.Ack(false /* multiple */); err != nil {
-		c.logger.Warn("basic.ack failed; the message will be redelivered", "error", err.Error(), "message_id", m.ID)
+	// store drops the duplicate). A duplicate is acked too: the store holds
+	// it already, and left unacked it would only come back.
+	acks.stored(d.DeliveryTag)
+}
+
+// ackBatch is how many stored messages may wait for their ack: half the
+// prefetch, at least 1. The broker sends no more than the prefetch ahead of
+// the acks; acking at half of it lets the broker refill the other half
+// while the consumer works, so the window never fills up and stalls.
+func ackBatch(prefetch int) int {
+	return max(prefetch/2, 1)
+}
+
+// acker acknowledges stored deliveries in batches, with basic.ack
+// multiple=true: one ack for tag N settles every delivery on the channel
+// with a tag up to N that is still unacknowledged.
+//
+// That is safe only because the consumer handles its deliveries one at a
+// time, in the order of their tags, on one goroutine: when the delivery
+// with tag N is stored, every earlier one has been stored or dead-lettered
+// already. With several workers, "up to N" could ack a message still being
+// stored.
+//
+// An acker belongs to one channel (tags are per channel) and one goroutine.
+type acker struct {
+	ch     amqp.Acknowledger // the channel; a fake in unit tests
+	batch  int               // flush when this many are pending
+	logger *slog.Logger
+
+	tag     uint64 // the highest tag stored but not yet acked
+	pending int    // how many stored deliveries that ack will cover
+}
+
+func newAcker(ch amqp.Acknowledger, batch int, logger *slog.Logger) *acker {
+	return &acker{ch: ch, batch: batch, logger: logger}
+}
+
+// stored records that the delivery with this tag is stored (or was found to
+// be a duplicate), and flushes when the batch is full.
+func (a *acker) stored(tag uint64) {
+	a.tag = tag
+	a.pending++
+	if a.pending >= a.batch {
+		a.flush()
 	}
+}
+
+// flush acks every stored delivery not acked yet, in one basic.ack; it does
+// nothing when none is pending.
+func (a *acker) flush() {
+	if a.pending == 0 {
+		return
+	}
+	if err := a.ch.Ack(a.tag, true /* multiple */); err != nil {
+		// Ack fails only when the channel is closed or the connection
+		// broken, and then the broker puts the messages back in the queue
+		// by itself: they come again and the store drops them. Retrying
+		// would not help.
+		a.logger.Warn("basic.ack failed; the messages will be redelivered",
+			"error", err.Error(), "delivery_tag", a.tag, "messages", a.pending)
+	}
+	a.pending = 0
+}
+
+// deadLetter rejects the delivery with this tag alone, without requeueing,
+// so that the broker dead-letters it.
+//
+// It flushes the pending acks first. Acking past a nacked tag later would be
+// safe as well (a nacked delivery is no longer outstanding, so a multiple
+// ack does not touch it), but this way the order on the wire is plain:
+// everything before the invalid message is acked, then it is nacked.
+func (a *acker) deadLetter(tag uint64) error {
+	a.flush()
+	return a.ch.Nack(tag,
+		false, // multiple: this delivery only
+		false, // requeue: dead-letter it instead
+	)
 }
 
 // dialContext is amqp.DefaultDial that also gives up when ctx is done, so

@@ -3,9 +3,11 @@ package main
 // Integration tests: the consumer against the real RabbitMQ node of
 // rabbitmq_test.go. They share the node, so each declares its own exchanges
 // and queues (named after the test), and none runs in parallel: one of them
-// stops the broker.
+// stops the broker. At the end, unit tests of the batching of acks, with a
+// fake channel that records what would go on the wire.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -14,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +69,43 @@ func deleteTopology(r *testRabbit, cfg config) {
 			false, // noWait
 		)
 	}
+}
+
+// mustDeclareTopology declares cfg's exchanges and queues as service02
+// does, so that a test can fill the queue before any consumer starts.
+func mustDeclareTopology(tb testing.TB, r *testRabbit, cfg config) {
+	tb.Helper()
+	conn, err := amqp.Dial(r.URL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cfg.topology().declare(ch); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// connectionPids returns the broker's ids (Erlang pids) of the connections
+// whose client properties mention name, as service02's connection name.
+func connectionPids(tb testing.TB, r *testRabbit, name string) []string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := r.Ctl(ctx, "list_connections", "--quiet", "--no-table-headers", "pid", "client_properties")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var pids []string
+	for line := range strings.Lines(string(out)) {
+		if pid, props, ok := strings.Cut(strings.TrimSpace(line), "\t"); ok && strings.Contains(props, `"`+name+`"`) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // runningConsumer is a consumer running in the background.
@@ -176,21 +216,34 @@ func newTestPublisher(tb testing.TB, r *testRabbit, cfg config) *testPublisher {
 
 // publish sends body to the test's exchange and waits for the confirm.
 func (p *testPublisher) publish(body []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return p.publishAll([][]byte{body})
+}
+
+// publishAll sends every body without waiting in between, then waits for
+// all the confirms: a burst that arrives faster than one message per round
+// trip.
+func (p *testPublisher) publishAll(bodies [][]byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	confirm, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Exchange, p.cfg.RoutingKey,
-		true,  // mandatory: fail rather than drop when no queue is bound
-		false, // immediate
-		amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
-	if err != nil {
-		return err
+	confirms := make([]*amqp.DeferredConfirmation, 0, len(bodies))
+	for _, body := range bodies {
+		confirm, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Exchange, p.cfg.RoutingKey,
+			true,  // mandatory: fail rather than drop when no queue is bound
+			false, // immediate
+			amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body})
+		if err != nil {
+			return err
+		}
+		confirms = append(confirms, confirm)
 	}
-	ok, err := confirm.WaitContext(ctx)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("the broker nacked the message")
+	for _, confirm := range confirms {
+		ok, err := confirm.WaitContext(ctx)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("the broker nacked the message")
+		}
 	}
 	select {
 	case ret := <-p.returns:
@@ -207,6 +260,13 @@ func (p *testPublisher) mustPublish(body []byte) {
 	}
 }
 
+func (p *testPublisher) mustPublishAll(bodies [][]byte) {
+	p.tb.Helper()
+	if err := p.publishAll(bodies); err != nil {
+		p.tb.Fatalf("publish: %v", err)
+	}
+}
+
 // validBody returns a valid message body with the given id.
 func validBody(id string) []byte {
 	b, _ := json.Marshal(map[string]string{
@@ -215,27 +275,54 @@ func validBody(id string) []byte {
 	return b
 }
 
-// queueDepth returns the messages in queue, ready or not yet acknowledged,
-// as rabbitmqctl reports them.
+// queueDepth returns the messages in queue, ready or delivered but not yet
+// acknowledged.
+//
+// It does not use rabbitmqctl list_queues, whose counts for a quorum queue
+// are those of the queue's last periodic report, seconds old: a queue just
+// filled still shows 0 there. The ready messages are counted by a passive
+// queue.declare, which asks the queue itself; the unacknowledged ones by
+// the channels that hold them, summed over every channel of the node (the
+// tests do not run in parallel, and each consumes only its own queue). Ready
+// is read first, so a message that moves from ready to unacked in between
+// is counted twice rather than missed.
 func queueDepth(tb testing.TB, r *testRabbit, queue string) int {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := r.Ctl(ctx, "list_queues", "--quiet", "--no-table-headers", "name", "messages")
+	conn, err := amqp.Dial(r.URL())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for line := range strings.Lines(string(out)) {
-		if name, n, ok := strings.Cut(strings.TrimSpace(line), "\t"); ok && name == queue {
-			depth, err := strconv.Atoi(n)
-			if err != nil {
-				tb.Fatalf("list_queues: %q", line)
-			}
-			return depth
-		}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	tb.Fatalf("list_queues does not list %s:\n%s", queue, out)
-	return 0
+	q, err := ch.QueueDeclarePassive(queue,
+		true,  // durable
+		false, // autoDelete
+		false, // exclusive
+		false, // noWait
+		nil,
+	)
+	if err != nil {
+		tb.Fatalf("queue.declare (passive): %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := r.Ctl(ctx, "list_channels", "--quiet", "--no-table-headers", "messages_unacknowledged")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	unacked := 0
+	for line := range strings.Lines(string(out)) {
+		n, err := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil {
+			tb.Fatalf("list_channels: %q", line)
+		}
+		unacked += n
+	}
+	return q.Messages + unacked
 }
 
 // declareQueue declares a durable queue with args, as something other than
@@ -332,8 +419,10 @@ func TestConsumeDuplicateIDStoredOnceBothAcked(t *testing.T) {
 func TestConsumeDeadLettersPoison(t *testing.T) {
 	r := mustRabbit(t)
 	cfg := testTopologyConfig(t, r)
-	rc := startConsumer(t, cfg)
-	rc.waitReady(t)
+	// The queue is filled before the consumer starts, so that the messages
+	// arrive as one backlog and the invalid ones fall in the middle of
+	// batches of acks.
+	mustDeclareTopology(t, r, cfg)
 	pub := newTestPublisher(t, r, cfg)
 
 	poison := map[string][]byte{
@@ -346,17 +435,26 @@ func TestConsumeDeadLettersPoison(t *testing.T) {
 		"empty body":        nil,
 		"invalid UTF-8 key": []byte("{\"\xff\":1}"),
 	}
-	for _, body := range poison {
-		pub.mustPublish(body)
+	var bodies [][]byte
+	valid := 0
+	for _, body := range poison { // a valid message before each invalid one
+		bodies = append(bodies, validBody(fmt.Sprintf("before-poison-%d", valid)), body)
+		valid++
 	}
 	for i := range 3 { // valid messages after the poison still get through
-		pub.mustPublish(validBody(fmt.Sprintf("after-poison-%d", i)))
+		bodies = append(bodies, validBody(fmt.Sprintf("after-poison-%d", i)))
+		valid++
 	}
+	pub.mustPublishAll(bodies)
+	rc := startConsumer(t, cfg)
 
-	waitFor(t, 30*time.Second, "the valid messages in the store", func() bool { return rc.store.Len() == 3 })
+	waitFor(t, 30*time.Second, "the valid messages in the store", func() bool { return rc.store.Len() == valid })
 	waitFor(t, 30*time.Second, "every poison message dead-lettered", func() bool {
 		return metricValue(t, rc.metrics, "service02_messages_dead_lettered_total") == float64(len(poison))
 	})
+	// messages counts the unacknowledged too: 0 means every valid message
+	// was acked and every invalid one left the queue.
+	waitFor(t, 30*time.Second, "the queue to be empty", func() bool { return queueDepth(t, r, cfg.Queue) == 0 })
 	var dead []amqp.Delivery
 	waitFor(t, 30*time.Second, "the poison messages in the dead-letter queue", func() bool {
 		dead = append(dead, getAll(t, r, cfg.DeadLetterQueue)...)
@@ -377,6 +475,102 @@ func TestConsumeDeadLettersPoison(t *testing.T) {
 	}
 	if rc.Ready() != nil {
 		t.Errorf("not ready after poison: %v", rc.Ready())
+	}
+}
+
+func TestConsumeBurstLeavesNothingUnacked(t *testing.T) {
+	r := mustRabbit(t)
+	cfg := testTopologyConfig(t, r)
+	rc := startConsumer(t, cfg)
+	rc.waitReady(t)
+
+	// One burst, published faster than one message per round trip, so that
+	// deliveries queue up in front of the consumer and it acks them in
+	// batches (half the prefetch at most, or whatever was stored when it
+	// found nothing more waiting).
+	// Not a multiple of the batch (100 with the default prefetch), so the
+	// burst ends with a partial batch, which only the idle flush sends.
+	const n = 1050
+	bodies := make([][]byte, n)
+	for i := range n {
+		bodies[i] = validBody(fmt.Sprintf("burst-%d", i))
+	}
+	newTestPublisher(t, r, cfg).mustPublishAll(bodies)
+	waitFor(t, 30*time.Second, "every message in the store", func() bool { return rc.store.Len() == n })
+
+	// While it runs, the consumer acks the end of the burst as soon as it
+	// finds nothing more waiting: no stored message stays unacked.
+	waitFor(t, 10*time.Second, "the queue to be empty while consuming (the last batch acked)", func() bool {
+		return queueDepth(t, r, cfg.Queue) == 0
+	})
+	if err := rc.stop(t); err != nil {
+		t.Fatalf("Run returned %v after a shutdown, want nil", err)
+	}
+	// A clean stop sends what is still pending before channel.close; a
+	// delivery left unacked would be back in the queue now, or a moment
+	// later.
+	if depth := queueDepth(t, r, cfg.Queue); depth != 0 {
+		t.Errorf("%d messages in the queue after the consumer stopped, want 0", depth)
+	}
+	for i := range n {
+		if _, ok := rc.store.Get(fmt.Sprintf("burst-%d", i)); !ok {
+			t.Errorf("burst-%d not stored", i)
+		}
+	}
+	if got := metricValue(t, rc.metrics, "service02_messages_consumed_total"); got != n {
+		t.Errorf("consumed_total = %v, want %d", got, n)
+	}
+	if got := metricValue(t, rc.metrics, "service02_messages_duplicate_total"); got != 0 {
+		t.Errorf("duplicate_total = %v, want 0 (a message delivered twice)", got)
+	}
+}
+
+func TestConsumeLoneMessageAckedAtOnce(t *testing.T) {
+	r := mustRabbit(t)
+	cfg := testTopologyConfig(t, r)
+	rc := startConsumer(t, cfg)
+	rc.waitReady(t)
+	before := connectionPids(t, r, "service02")
+	if len(before) != 1 {
+		t.Fatalf("%d connections named service02, want 1", len(before))
+	}
+
+	pub := newTestPublisher(t, r, cfg)
+	pub.mustPublish(validBody("lone"))
+	waitFor(t, 30*time.Second, "the message in the store", func() bool { _, ok := rc.store.Get("lone"); return ok })
+	// No other message comes, no timer runs, no shutdown: the ack goes out
+	// because nothing else was waiting.
+	waitFor(t, 10*time.Second, "the queue to be empty (the message acked)", func() bool {
+		return queueDepth(t, r, cfg.Queue) == 0
+	})
+
+	// Now lose the connection abruptly: the broker closes it, so the
+	// consumer gets no chance to send anything it may still hold back.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := r.Ctl(ctx, "close_connection", before[0], "test: connection lost"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the consumer to reconnect", func() bool {
+		now := connectionPids(t, r, "service02")
+		return len(now) == 1 && now[0] != before[0]
+	})
+	rc.waitReady(t)
+
+	// Had the message been unacked, the broker would have put it back at
+	// the head of the queue and delivered it again on the new connection,
+	// where it is counted as a duplicate. A message published now comes
+	// after it, so once that one is stored, the duplicate count tells.
+	pub.mustPublish(validBody("after-close"))
+	waitFor(t, 30*time.Second, "the message published after the close", func() bool {
+		_, ok := rc.store.Get("after-close")
+		return ok
+	})
+	if got := metricValue(t, rc.metrics, "service02_messages_duplicate_total"); got != 0 {
+		t.Errorf("duplicate_total = %v, want 0: the message was delivered again, so it was not acked before the connection was lost", got)
+	}
+	if rc.store.Len() != 2 {
+		t.Errorf("store holds %d messages, want 2", rc.store.Len())
 	}
 }
 
@@ -622,4 +816,219 @@ func TestConsumeTopologyMismatch(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fakeChannel stands in for the AMQP channel in the acker's unit tests: it
+// records the acks and nacks in the order they would go on the wire.
+type fakeChannel struct {
+	mu   sync.Mutex
+	sent []string
+	err  error // returned by every call when set
+}
+
+func (f *fakeChannel) record(format string, args ...any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, fmt.Sprintf(format, args...))
+	return f.err
+}
+
+func (f *fakeChannel) Ack(tag uint64, multiple bool) error {
+	return f.record("ack %d multiple=%v", tag, multiple)
+}
+
+func (f *fakeChannel) Nack(tag uint64, multiple, requeue bool) error {
+	return f.record("nack %d multiple=%v requeue=%v", tag, multiple, requeue)
+}
+
+func (f *fakeChannel) Reject(tag uint64, requeue bool) error {
+	return f.record("reject %d requeue=%v", tag, requeue)
+}
+
+func (f *fakeChannel) frames() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.sent...)
+}
+
+func TestAckBatch(t *testing.T) {
+	for prefetch, want := range map[int]int{1: 1, 2: 1, 3: 1, 4: 2, 200: 100, 65535: 32767} {
+		if got := ackBatch(prefetch); got != want {
+			t.Errorf("ackBatch(%d) = %d, want %d", prefetch, got, want)
+		}
+	}
+}
+
+func TestAcker(t *testing.T) {
+	tests := []struct {
+		name  string
+		batch int
+		steps []string // "stored N", "dead N" or "flush"
+		want  []string
+	}{
+		{"nothing stored, nothing sent", 100, []string{"flush"}, nil},
+		{"one ack for a run of stored messages", 100,
+			[]string{"stored 1", "stored 2", "stored 3", "flush"},
+			[]string{"ack 3 multiple=true"}},
+		{"a second flush sends nothing", 100,
+			[]string{"stored 1", "flush", "flush"},
+			[]string{"ack 1 multiple=true"}},
+		{"a full batch is sent without a flush", 2,
+			[]string{"stored 1", "stored 2", "stored 3", "stored 4", "stored 5", "flush"},
+			[]string{"ack 2 multiple=true", "ack 4 multiple=true", "ack 5 multiple=true"}},
+		{"a batch of 1 acks every message", 1,
+			[]string{"stored 1", "stored 2"},
+			[]string{"ack 1 multiple=true", "ack 2 multiple=true"}},
+		{"the stored messages are acked before an invalid one is nacked alone", 100,
+			[]string{"stored 1", "stored 2", "dead 3", "stored 4", "flush"},
+			[]string{"ack 2 multiple=true", "nack 3 multiple=false requeue=false", "ack 4 multiple=true"}},
+		{"an invalid message with nothing pending", 100,
+			[]string{"dead 1", "flush"},
+			[]string{"nack 1 multiple=false requeue=false"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch := &fakeChannel{}
+			a := newAcker(ch, tt.batch, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+			for _, step := range tt.steps {
+				op, arg, _ := strings.Cut(step, " ")
+				tag, _ := strconv.ParseUint(arg, 10, 64)
+				switch op {
+				case "stored":
+					a.stored(tag)
+				case "dead":
+					if err := a.deadLetter(tag); err != nil {
+						t.Fatal(err)
+					}
+				case "flush":
+					a.flush()
+				}
+			}
+			if got := ch.frames(); !slices.Equal(got, tt.want) {
+				t.Errorf("sent %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAckerFailedAckIsLoggedAndDropped(t *testing.T) {
+	ch := &fakeChannel{err: amqp.ErrClosed}
+	var logs bytes.Buffer
+	a := newAcker(ch, 100, slog.New(slog.NewJSONHandler(&logs, nil)))
+	a.stored(1)
+	a.stored(2)
+	a.flush()
+	// The channel is gone: the broker requeues the messages by itself, so
+	// a second flush must not try again.
+	a.flush()
+	if got, want := ch.frames(), []string{"ack 2 multiple=true"}; !slices.Equal(got, want) {
+		t.Errorf("sent %q, want %q", got, want)
+	}
+	for _, want := range []string{`"msg":"basic.ack failed; the messages will be redelivered"`, `"delivery_tag":2`, `"messages":2`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log %s\ndoes not contain %s", logs.String(), want)
+		}
+	}
+}
+
+// consumeFake runs the consumer's loop over deliveries with a fake channel
+// and the given batch, until the test cancels it.
+func consumeFake(t *testing.T, deliveries chan amqp.Delivery, batch int) (*fakeChannel, *consumer, context.CancelFunc, chan bool) {
+	t.Helper()
+	store := NewStore(1000)
+	c := &consumer{store: store, metrics: newMetrics(store), logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	ch := &fakeChannel{}
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan bool, 1)
+	go func() { stopped <- c.consume(ctx, deliveries, newAcker(ch, batch, c.logger)) }()
+	t.Cleanup(func() { cancel(); <-stopped })
+	return ch, c, cancel, stopped
+}
+
+func TestConsumeLoopAcksABacklogInBatches(t *testing.T) {
+	tests := []struct {
+		name   string
+		batch  int
+		bodies [][]byte // delivery tags 1, 2, ...
+		want   []string
+	}{
+		{"a backlog in one ack", 100,
+			[][]byte{validBody("a"), validBody("b"), validBody("c"), validBody("d")},
+			[]string{"ack 4 multiple=true"}},
+		{"a backlog larger than the batch", 2,
+			[][]byte{validBody("a"), validBody("b"), validBody("c"), validBody("d"), validBody("e")},
+			[]string{"ack 2 multiple=true", "ack 4 multiple=true", "ack 5 multiple=true"}},
+		{"an invalid message in the middle", 100,
+			[][]byte{validBody("a"), validBody("b"), []byte("not JSON"), validBody("c"), validBody("d")},
+			[]string{"ack 2 multiple=true", "nack 3 multiple=false requeue=false", "ack 5 multiple=true"}},
+		{"a duplicate is acked too", 100,
+			[][]byte{validBody("a"), validBody("a")},
+			[]string{"ack 2 multiple=true"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Every delivery is waiting before the loop starts, as when
+			// the broker pushes a backlog up to the prefetch.
+			deliveries := make(chan amqp.Delivery, len(tt.bodies))
+			for i, body := range tt.bodies {
+				deliveries <- amqp.Delivery{DeliveryTag: uint64(i + 1), Body: body}
+			}
+			ch, _, _, _ := consumeFake(t, deliveries, tt.batch)
+			waitFor(t, 10*time.Second, "the last frame", func() bool { return len(ch.frames()) == len(tt.want) })
+			if got := ch.frames(); !slices.Equal(got, tt.want) {
+				t.Errorf("sent %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConsumeLoopAcksALoneMessageAtOnce(t *testing.T) {
+	deliveries := make(chan amqp.Delivery) // nothing waits in it
+	ch, c, _, _ := consumeFake(t, deliveries, 100)
+	for tag := uint64(1); tag <= 3; tag++ {
+		deliveries <- amqp.Delivery{DeliveryTag: tag, Body: validBody(fmt.Sprint("lone-", tag))}
+		// No timer and no batch to fill: the ack follows the store.
+		waitFor(t, 10*time.Second, fmt.Sprintf("the ack of delivery %d", tag), func() bool { return len(ch.frames()) == int(tag) })
+	}
+	if got, want := ch.frames(), []string{"ack 1 multiple=true", "ack 2 multiple=true", "ack 3 multiple=true"}; !slices.Equal(got, want) {
+		t.Errorf("sent %q, want %q", got, want)
+	}
+	if c.store.Len() != 3 {
+		t.Errorf("store holds %d messages, want 3", c.store.Len())
+	}
+}
+
+func TestConsumeLoopReturns(t *testing.T) {
+	t.Run("deliveries closed: pending acks are left to the broker", func(t *testing.T) {
+		// A lost channel closes the deliveries; the broker requeues what
+		// was not acked, and an ack on the dead channel would only fail.
+		deliveries := make(chan amqp.Delivery, 2)
+		deliveries <- amqp.Delivery{DeliveryTag: 1, Body: validBody("a")}
+		deliveries <- amqp.Delivery{DeliveryTag: 2, Body: validBody("b")}
+		close(deliveries)
+		ch, c, _, stopped := consumeFake(t, deliveries, 100)
+		if <-stopped {
+			t.Error("consume reported a shutdown, want the deliveries stopped")
+		}
+		stopped <- false // for the cleanup
+		if got := ch.frames(); len(got) != 0 {
+			t.Errorf("sent %q, want nothing", got)
+		}
+		if c.store.Len() != 2 {
+			t.Errorf("store holds %d messages, want 2", c.store.Len())
+		}
+	})
+	t.Run("context done: returns for the shutdown", func(t *testing.T) {
+		_, _, cancel, stopped := consumeFake(t, make(chan amqp.Delivery), 100)
+		cancel()
+		select {
+		case s := <-stopped:
+			if !s {
+				t.Error("consume reported the deliveries stopped, want a shutdown")
+			}
+			stopped <- s // for the cleanup
+		case <-time.After(10 * time.Second):
+			t.Fatal("consume did not return within 10s of its context being done")
+		}
+	})
 }
