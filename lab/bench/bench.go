@@ -310,21 +310,30 @@ func measureCeilings(ctx context.Context, o Options, rep *Report, b *benchLab) e
 	defer proxy.Stop()
 
 	for _, c := range o.Clients {
-		client := newClient(c)
+		static, err := newLoadClient(b.GatewayURL(), c)
+		if err != nil {
+			return err
+		}
+		healthz := getter(static, "/healthz")
 		before := cpuTimes(b.dir)
 		rep.S[c] = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
-			return get(ctx, client, b.GatewayURL()+"/healthz")
+			return healthz(ctx)
 		})
 		rep.SCPU[c] = cpuPerOp(before, cpuTimes(b.dir), rep.S[c].Ops)
+		static.close()
 		o.progress("  S  %4d clients  %s", c, rep.S[c])
+		proxied, err := newLoadClient(proxy.GatewayURL(), c)
+		if err != nil {
+			return err
+		}
+		ping := newPinger(proxied)
 		before = cpuTimes(dir)
 		rep.P[c] = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
-			_, err := postPing(ctx, client, proxy.GatewayURL()+"/ping")
-			return err
+			return ping.ping(ctx)
 		})
 		rep.PCPU[c] = cpuPerOp(before, cpuTimes(dir), rep.P[c].Ops)
 		o.progress("  P  %4d clients  %s", c, rep.P[c])
-		client.CloseIdleConnections()
+		proxied.close()
 	}
 	rep.WrkS, err = runWrk(ctx, b.GatewayURL()+"/healthz", profileClients, o.Duration, false)
 	return err
@@ -351,18 +360,21 @@ func measureClosed(ctx context.Context, o Options, q *QueueReport, b *benchLab) 
 		if err := b.purge(ctx); err != nil {
 			return err
 		}
-		client := newClient(c)
+		client, err := newLoadClient(b.GatewayURL(), c)
+		if err != nil {
+			return err
+		}
+		ping := newPinger(client)
 		profiled := func() error { return nil }
 		if b.prof != nil && c == profileClients {
 			profiled = b.prof.cpu(ctx, fmt.Sprintf("E%d", c), max(o.Warmup+o.Duration, time.Second))
 		}
 		before = cpuTimes(b.dir)
 		q.E[c] = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
-			_, err := postPing(ctx, client, b.GatewayURL()+"/ping")
-			return err
+			return ping.ping(ctx)
 		})
 		q.ECPU[c] = cpuPerOp(before, cpuTimes(b.dir), q.E[c].Ops)
-		client.CloseIdleConnections()
+		client.close()
 		if err := profiled(); err != nil {
 			return err
 		}
@@ -395,20 +407,23 @@ func measureOpen(ctx context.Context, o Options, q *QueueReport, b *benchLab) er
 	if err := b.restartService02(ctx); err != nil {
 		return err
 	}
-	client := newClient(o.OpenConns)
-	defer client.CloseIdleConnections()
+	client, err := newLoadClient(b.GatewayURL(), o.OpenConns)
+	if err != nil {
+		return err
+	}
+	defer client.close()
+	ping := newPinger(client)
 	for _, f := range o.Fractions {
 		rate := f * q.EMax
 		// A moment at the rate first, unmeasured, so that connections are
 		// open and pools warm when the measured schedule starts.
 		OpenLoop(ctx, rate, o.Warmup, func(ctx context.Context, _ int, _ time.Time) error {
-			_, err := postPing(ctx, client, b.GatewayURL()+"/ping")
-			return err
+			return ping.ping(ctx)
 		})
 		var mu sync.Mutex
 		intended := make(map[string]time.Time)
 		res := OpenLoop(ctx, rate, o.OpenDuration, func(ctx context.Context, _ int, t time.Time) error {
-			id, err := postPing(ctx, client, b.GatewayURL()+"/ping")
+			id, err := ping.pingID(ctx)
 			if err == nil {
 				mu.Lock()
 				intended[id] = t

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,10 +17,9 @@ import (
 	"time"
 )
 
-// newClient is the load generator's HTTP client: keep-alive connections, up
-// to conns of them, so a closed loop of n clients holds n connections and an
-// open loop cannot open thousands when the server falls behind (a request
-// waiting for a connection is still timed from its intended start).
+// newClient is the HTTP client of the benchmark's control requests (metrics,
+// pages of GET /pong): keep-alive connections, up to conns of them. The load
+// itself goes through loadClient.
 func newClient(conns int) *http.Client {
 	return &http.Client{
 		Timeout: 30 * time.Second,
@@ -35,35 +33,6 @@ func newClient(conns int) *http.Client {
 }
 
 var pingBody = []byte(`{"msg":"` + benchMsg + `"}`)
-
-// postPing sends POST /ping and returns the new message's id; anything but
-// 202 Accepted is an error.
-func postPing(ctx context.Context, client *http.Client, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(pingBody))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusAccepted {
-		return "", fmt.Errorf("POST %s: %s: %s", url, resp.Status, bytes.TrimSpace(body))
-	}
-	var m struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(body, &m); err != nil || m.ID == "" {
-		return "", fmt.Errorf("POST %s: no id in the answer %q", url, body)
-	}
-	return m.ID, nil
-}
 
 // get sends GET url and expects 200.
 func get(ctx context.Context, client *http.Client, url string) error {

@@ -98,7 +98,10 @@ stall is charged to every request it delays (no coordinated omission).
 - **CPU time per operation**: the user and system CPU time each part used
   during a closed-loop row (warm-up included), from /proc, divided by the
   operations it ran. *bench* is the load generator (and, for P, the Go
-  handler it serves). The parts share the machine's cores, so on a small
+  handler it serves). Its HTTP client writes each request from bytes built
+  once on keep-alive connections and reads only the status and body, as wrk
+  does: Go's net/http client cost about 45 µs of CPU per request here, CPU
+  the lab on the same cores then lacked. The parts share the machine's cores, so on a small
   machine E's throughput is bounded by its total here.
 - **memory**: service02's live heap per stored message, above its live heap
   with an empty store. service02 runs with ` + "`GODEBUG=gctrace=1`" + `, which
