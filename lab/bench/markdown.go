@@ -117,7 +117,8 @@ stall is charged to every request it delays (no coordinated omission).
 - When the cores are saturated (a load average at or above the number of
   cores), every row is CPU-bound, and E's share of R is about R's total CPU
   per operation divided by E's, from the CPU table: E does all that R does
-  plus an HTTP client, nginx and service01. The goal E ≥ 0.8 × R assumes
+  plus an HTTP client, nginx and service01. The goals table prints that
+  quotient beside the measured E/R. The goal E ≥ 0.8 × R assumes
   that the broker's confirms, not the cores, limit both; that takes cores
   to spare.
 - Open-loop latencies count every stall in full, so a pause of the machine
