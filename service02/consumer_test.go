@@ -71,19 +71,28 @@ func deleteTopology(r *testRabbit, cfg config) {
 	}
 }
 
-// mustDeclareTopology declares cfg's exchanges and queues as service02
-// does, so that a test can fill the queue before any consumer starts.
-func mustDeclareTopology(tb testing.TB, r *testRabbit, cfg config) {
+// mustChannel opens a connection to r and a channel on it, for a test's own
+// declarations and reads; the returned function closes them.
+func mustChannel(tb testing.TB, r *testRabbit) (*amqp.Channel, func()) {
 	tb.Helper()
 	conn, err := amqp.Dial(r.URL())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer conn.Close()
 	ch, err := conn.Channel()
 	if err != nil {
+		conn.Close()
 		tb.Fatal(err)
 	}
+	return ch, func() { conn.Close() }
+}
+
+// mustDeclareTopology declares cfg's exchanges and queues as service02
+// does, so that a test can fill the queue before any consumer starts.
+func mustDeclareTopology(tb testing.TB, r *testRabbit, cfg config) {
+	tb.Helper()
+	ch, closeCh := mustChannel(tb, r)
+	defer closeCh()
 	if err := cfg.topology().declare(ch); err != nil {
 		tb.Fatal(err)
 	}
@@ -288,15 +297,8 @@ func validBody(id string) []byte {
 // is counted twice rather than missed.
 func queueDepth(tb testing.TB, r *testRabbit, queue string) int {
 	tb.Helper()
-	conn, err := amqp.Dial(r.URL())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ch, closeCh := mustChannel(tb, r)
+	defer closeCh()
 	q, err := ch.QueueDeclarePassive(queue,
 		true,  // durable
 		false, // autoDelete
@@ -341,15 +343,8 @@ func declareQueue(ch *amqp.Channel, name string, args amqp.Table) error {
 // getAll takes every message currently ready in queue.
 func getAll(tb testing.TB, r *testRabbit, queue string) []amqp.Delivery {
 	tb.Helper()
-	conn, err := amqp.Dial(r.URL())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ch, closeCh := mustChannel(tb, r)
+	defer closeCh()
 	var got []amqp.Delivery
 	for {
 		d, ok, err := ch.Get(queue, true /* autoAck */)
@@ -781,15 +776,8 @@ func TestConsumeTopologyMismatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testTopologyConfig(t, r)
 			cfg.QueueType = tt.queueType
-			conn, err := amqp.Dial(r.URL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			ch, err := conn.Channel()
-			if err != nil {
-				t.Fatal(err)
-			}
+			ch, closeCh := mustChannel(t, r)
+			defer closeCh()
 			if err := tt.existing(ch, cfg); err != nil {
 				t.Fatalf("declare the existing object: %v", err)
 			}

@@ -194,15 +194,8 @@ func TestRunInvalidConfig(t *testing.T) {
 func TestRunStopsOnTopologyMismatch(t *testing.T) {
 	r := mustRabbit(t)
 	cfg := testTopologyConfig(t, r)
-	conn, err := amqp.Dial(r.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, closeCh := mustChannel(t, r)
+	defer closeCh()
 	if err := declareQueue(ch, cfg.Queue, amqp.Table{
 		"x-queue-type": "quorum", "x-dead-letter-exchange": cfg.DeadLetterExchange, "x-delivery-limit": int64(5),
 	}); err != nil {
@@ -211,7 +204,7 @@ func TestRunStopsOnTopologyMismatch(t *testing.T) {
 
 	env := brokerEnv(r, cfg)
 	env["RABBITMQ_QUEUE_TYPE"] = "classic"
-	err = startRun(t, env).wait(t)
+	err := startRun(t, env).wait(t)
 	if err == nil || !strings.Contains(err.Error(), `queue "`+cfg.Queue+`" already exists`) || !strings.Contains(err.Error(), "RABBITMQ_QUEUE_TYPE") {
 		t.Errorf("run returned %v, want the queue mismatch", err)
 	}
