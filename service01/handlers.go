@@ -23,6 +23,11 @@ type publisher interface {
 	Ready() error
 }
 
+// statusClientClosedRequest is the status logged and counted for a
+// request whose client hung up before its answer: nginx's 499, so that both
+// logs say the same.
+const statusClientClosedRequest = 499
+
 // handlePing publishes the message in the request and answers 202 Accepted
 // with it once the broker has confirmed that it is stored.
 //
@@ -70,6 +75,15 @@ func handlePing(logger *slog.Logger, pub publisher, keys *idempotencyKeys) http.
 			m, replayed, err = keys.do(r.Context(), key, m, publish)
 		} else {
 			err = publish(m)
+		}
+		if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+			// The client hung up while this request waited for an earlier
+			// one with the same key. Nothing failed: that request publishes
+			// the message; there is just nobody left to answer.
+			logger.Info("client went away while waiting for the earlier request with its Idempotency-Key",
+				slog.String("request_id", requestIDFrom(r.Context())), slog.String("idempotency_key", key))
+			w.WriteHeader(statusClientClosedRequest)
+			return
 		}
 		if reused, ok := errors.AsType[*keyReusedError](err); ok {
 			writeProblem(w, r, http.StatusUnprocessableEntity, reused.Error())

@@ -331,3 +331,68 @@ func TestPingIdempotencyKeyRetryAfterFailure(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestPingIdempotencyKeyWaiterHangsUp checks a request that waits for an
+// earlier one with its key and whose client hangs up meanwhile: it is
+// logged and counted as 499 (nginx's code for it), not as a failed publish,
+// and the earlier request still publishes the message once.
+func TestPingIdempotencyKeyWaiterHangsUp(t *testing.T) {
+	release := make(chan struct{})
+	pub := &blockingPublisher{started: make(chan struct{}), release: release}
+	var logs strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := newServer(logger, newMetrics(), pub, newIdempotencyKeys(time.Hour, 100))
+	send := func(ctx context.Context) *httptest.ResponseRecorder {
+		req := newPing(`{"msg":"hello"}`, "application/json").WithContext(ctx)
+		req.Header.Set("Idempotency-Key", "order-7")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+
+	firstDone := make(chan *httptest.ResponseRecorder)
+	go func() { firstDone <- send(context.Background()) }()
+	<-pub.started
+
+	ctx, cancel := context.WithCancel(context.Background())
+	waiterDone := make(chan *httptest.ResponseRecorder)
+	go func() { waiterDone <- send(ctx) }()
+	cancel() // the waiter's client hangs up
+	waiter := <-waiterDone
+	if waiter.Code != statusClientClosedRequest {
+		t.Errorf("waiter status = %d, want %d", waiter.Code, statusClientClosedRequest)
+	}
+
+	close(release)
+	if first := <-firstDone; first.Code != http.StatusAccepted {
+		t.Errorf("first status = %d, want 202; body: %s", first.Code, first.Body)
+	}
+	if n := pub.calls.Load(); n != 1 {
+		t.Errorf("published %d times, want 1", n)
+	}
+	out := logs.String()
+	if strings.Contains(out, "publish failed") {
+		t.Errorf("the hang-up is logged as a failed publish:\n%s", out)
+	}
+	if !strings.Contains(out, `"msg":"client went away while waiting for the earlier request with its Idempotency-Key"`) ||
+		!strings.Contains(out, `"status":499`) {
+		t.Errorf("the log does not say the client went away, with status 499:\n%s", out)
+	}
+}
+
+// blockingPublisher holds every Publish until release is closed.
+type blockingPublisher struct {
+	calls   atomic.Int32
+	started chan struct{} // closed when the first Publish begins
+	release chan struct{}
+}
+
+func (b *blockingPublisher) Publish(ctx context.Context, m message) error {
+	if b.calls.Add(1) == 1 {
+		close(b.started)
+	}
+	<-b.release
+	return nil
+}
+
+func (b *blockingPublisher) Ready() error { return nil }
