@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,9 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: no R open-loop point", q.Type)
 		} else {
 			check(q.Type+" R open", *q.RAtGoal)
+		}
+		if len(q.GoalE) != goalRuns || len(q.GoalR) != goalRuns || slices.Contains(q.GoalE, 0) || slices.Contains(q.GoalR, 0) {
+			t.Errorf("%s: p99s at the goal's load %v (E) and %v (R), want %d of each, none 0", q.Type, q.GoalE, q.GoalR, goalRuns)
 		}
 		if q.Drain <= 0 || q.DrainRaw <= 0 {
 			t.Errorf("%s: drain rates %v (service02) and %v (raw), want both above 0", q.Type, q.Drain, q.DrainRaw)
