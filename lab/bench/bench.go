@@ -30,6 +30,7 @@ type Options struct {
 	Clients      []int         // the concurrencies of S, P, R and E
 	OpenConns    int           // connections the open-loop points may open at most
 	Fractions    []float64     // of E's maximum rate, for the open-loop points
+	GoalRuns     int           // E and R open-loop runs in turn at goalFraction
 	QueueTypes   []string      // quorum, classic
 	DrainSize    int           // the backlog the drain rows consume
 	MemorySizes  []int         // stored messages at which service02's heap is measured
@@ -50,6 +51,7 @@ func DefaultOptions(root string) Options {
 		Clients:      []int{16, 64, 256},
 		OpenConns:    512,
 		Fractions:    []float64{0.5, 0.7, 0.9},
+		GoalRuns:     5,
 		QueueTypes:   []string{"quorum", "classic"},
 		DrainSize:    100_000,
 		MemorySizes:  []int{100_000, 1_000_000},
@@ -67,6 +69,7 @@ func SmokeOptions(root string) Options {
 		Clients:      []int{4},
 		OpenConns:    64,
 		Fractions:    []float64{0.5, 0.7, 0.9},
+		GoalRuns:     2,
 		QueueTypes:   []string{"quorum", "classic"},
 		DrainSize:    1000,
 		// The runtime reports the live heap in whole MiB: a few thousand
@@ -78,10 +81,6 @@ func SmokeOptions(root string) Options {
 // goalFraction is the load, as a fraction of E's maximum, at which the
 // latency goals are checked.
 const goalFraction = 0.7
-
-// goalRuns is how many times E and R run in turn at goalFraction (the
-// "three times" of the report's text).
-const goalRuns = 3
 
 // serviceChannels is service01's default SERVICE01_PUBLISH_CHANNELS: R's
 // open-loop points get as many channels as E's service01 has.
@@ -124,7 +123,7 @@ type QueueReport struct {
 	EMaxAt     int     // ... and the clients it was reached with
 	RAtGoal    *Result // R open loop at goalFraction of E's maximum
 	// GoalE and GoalR are the p99 latencies of E and R open loop at
-	// goalFraction, over goalRuns runs taken in turn (E, R, E, R, ...); the
+	// goalFraction, over Options.GoalRuns runs taken in turn (E, R, E, R, ...); the
 	// first are those of Open's point and RAtGoal. A p99 over 5 seconds
 	// moves with any pause of the machine, so the goal compares medians.
 	GoalE, GoalR []time.Duration
@@ -468,14 +467,14 @@ func measureOpen(ctx context.Context, o Options, q *QueueReport, b *benchLab) er
 			q.RAtGoal = &r
 			q.GoalE, q.GoalR = []time.Duration{res.Quantile(0.99)}, []time.Duration{r.Quantile(0.99)}
 			o.progress("  R open %3.0f%% = %.0f/s  %-8s %s", 100*f, rate, q.Type, r)
-			for run := 2; run <= goalRuns; run++ {
+			for run := 2; run <= o.GoalRuns; run++ {
 				e := OpenLoop(ctx, rate, o.OpenDuration, func(ctx context.Context, _ int, _ time.Time) error {
 					return ping.ping(ctx)
 				})
 				q.OpenErrors += e.Errors
 				r := openR()
 				q.GoalE, q.GoalR = append(q.GoalE, e.Quantile(0.99)), append(q.GoalR, r.Quantile(0.99))
-				o.progress("  E, R open %3.0f%%, run %d of %d: p99 %s, %s", 100*f, run, goalRuns, ms(e.Quantile(0.99)), ms(r.Quantile(0.99)))
+				o.progress("  E, R open %3.0f%%, run %d of %d: p99 %s, %s", 100*f, run, o.GoalRuns, ms(e.Quantile(0.99)), ms(r.Quantile(0.99)))
 			}
 			pub.close()
 		}

@@ -62,8 +62,8 @@ func TestSmoke(t *testing.T) {
 		} else {
 			check(q.Type+" R open", *q.RAtGoal)
 		}
-		if len(q.GoalE) != goalRuns || len(q.GoalR) != goalRuns || slices.Contains(q.GoalE, 0) || slices.Contains(q.GoalR, 0) {
-			t.Errorf("%s: p99s at the goal's load %v (E) and %v (R), want %d of each, none 0", q.Type, q.GoalE, q.GoalR, goalRuns)
+		if len(q.GoalE) != o.GoalRuns || len(q.GoalR) != o.GoalRuns || slices.Contains(q.GoalE, 0) || slices.Contains(q.GoalR, 0) {
+			t.Errorf("%s: p99s at the goal's load %v (E) and %v (R), want %d of each, none 0", q.Type, q.GoalE, q.GoalR, o.GoalRuns)
 		}
 		if q.Drain <= 0 || q.DrainRaw <= 0 {
 			t.Errorf("%s: drain rates %v (service02) and %v (raw), want both above 0", q.Type, q.Drain, q.DrainRaw)

@@ -26,6 +26,7 @@ func Command(ctx context.Context, root string, args []string, stdout io.Writer) 
 	memory := fs.String("memory", joinInts(o.MemorySizes), "stored messages at which service02's heap is measured")
 	fs.IntVar(&o.OpenConns, "open-conns", o.OpenConns, "connections the open-loop points may open at most (each waiting request is still timed from its intended start)")
 	fs.IntVar(&o.DrainSize, "drain", o.DrainSize, "the backlog of the drain rows, in messages")
+	fs.IntVar(&o.GoalRuns, "goal-runs", o.GoalRuns, "E and R open-loop runs, in turn, at 70 % of E's maximum; the latency goal compares their median p99s")
 	queueTypes := fs.String("queue-types", strings.Join(o.QueueTypes, ","), "queue types to measure")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -36,6 +37,9 @@ func Command(ctx context.Context, root string, args []string, stdout io.Writer) 
 	}
 	if o.MemorySizes, err = parseInts(*memory); err != nil {
 		return fmt.Errorf("-memory: %w", err)
+	}
+	if o.GoalRuns < 1 {
+		return fmt.Errorf("-goal-runs: %d is not a positive whole number", o.GoalRuns)
 	}
 	if *smoke {
 		o = SmokeOptions(root)

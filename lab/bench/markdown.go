@@ -90,9 +90,9 @@ stall is charged to every request it delays (no coordinated omission).
   date. Both clocks are the same machine's.
 - **R open**: R open loop at 70 % of E's maximum with 64 channels (service01's
   default pool), the reference for E's p99 goal. At 70 % E and R run in
-  turn three times (E, R, E, R, E, R) and the notes list each run's
-  p99: a p99 over 5 seconds moves with any pause of the machine, so the goal
-  compares the medians.
+  turn several times (E, R, E, R, ...; five in ` + "`make bench`" + `) and the
+  notes list each run's p99: a p99 over 5 seconds moves with any pause of
+  the machine, so the goal compares the medians.
 - **drain**: service02 is stopped, the queue filled with a backlog of
   persistent messages, and service02 started: the rate at which it stores
   them (its ` + "`service02_messages_consumed_total`" + ` counter, polled, from the
