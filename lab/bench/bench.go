@@ -123,9 +123,10 @@ type QueueReport struct {
 	EMaxAt     int     // ... and the clients it was reached with
 	RAtGoal    *Result // R open loop at goalFraction of E's maximum
 	// GoalE and GoalR are the p99 latencies of E and R open loop at
-	// goalFraction, over Options.GoalRuns runs taken in turn (E, R, E, R, ...); the
-	// first are those of Open's point and RAtGoal. A p99 over 5 seconds
-	// moves with any pause of the machine, so the goal compares medians.
+	// goalFraction, over Options.GoalRuns runs taken in turn (E, R, E, R,
+	// ...); the first are those of Open's point and RAtGoal. A p99 over 5
+	// seconds moves with any pause of the machine, so the goal compares
+	// medians.
 	GoalE, GoalR []time.Duration
 	OpenErrors   int // requests of the open-loop points that failed
 }
