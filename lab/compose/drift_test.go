@@ -1,118 +1,24 @@
 package compose
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"maps"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
+
+	"pingpong/lab/configvars"
 )
 
-// configVar is one environment variable a service's config struct reads.
-type configVar struct {
-	name       string
-	def        string // envDefault
-	hasDefault bool
-	pos        string // file:line, for messages
-}
-
-// mustConfigVars parses a service's Go files (tests aside) and returns the
-// variables its config structs read: the env tag of every field, prefixed
-// with the envPrefix of the fields it is nested under, as caarlos0/env does.
-func mustConfigVars(tb testing.TB, dir string) map[string]configVar {
+// mustConfigVars returns the variables the config structs of the Go
+// package in dir read.
+func mustConfigVars(tb testing.TB, dir string) map[string]configvars.Var {
 	tb.Helper()
-	fset := token.NewFileSet()
-	paths, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	vars, err := configvars.Read(dir)
 	if err != nil {
 		tb.Fatal(err)
-	}
-	structs := map[string]*ast.StructType{}
-	for _, path := range paths {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			if ts, ok := n.(*ast.TypeSpec); ok {
-				if st, ok := ts.Type.(*ast.StructType); ok {
-					structs[ts.Name.Name] = st
-				}
-			}
-			return true
-		})
-	}
-	if _, err := os.Stat(filepath.Join(dir, "config.go")); err != nil {
-		tb.Fatalf("%s has no config.go: %v", filepath.Base(dir), err)
-	}
-
-	// nested returns the struct a field's type names, if it is one of the
-	// package's structs (or a pointer to one) or an inline struct.
-	nested := func(expr ast.Expr) *ast.StructType {
-		if star, ok := expr.(*ast.StarExpr); ok {
-			expr = star.X
-		}
-		switch t := expr.(type) {
-		case *ast.StructType:
-			return t
-		case *ast.Ident:
-			return structs[t.Name]
-		}
-		return nil
-	}
-	// Roots are the structs no other struct nests; walking from them gives
-	// every nested struct its full prefix.
-	isNested := map[*ast.StructType]bool{}
-	for _, st := range structs {
-		for _, field := range st.Fields.List {
-			if sub := nested(field.Type); sub != nil {
-				isNested[sub] = true
-			}
-		}
-	}
-
-	vars := map[string]configVar{}
-	var walk func(st *ast.StructType, prefix string)
-	walk = func(st *ast.StructType, prefix string) {
-		for _, field := range st.Fields.List {
-			var tag reflect.StructTag
-			if field.Tag != nil {
-				s, err := strconv.Unquote(field.Tag.Value)
-				if err != nil {
-					tb.Fatal(err)
-				}
-				tag = reflect.StructTag(s)
-			}
-			if env, ok := tag.Lookup("env"); ok {
-				name, _, _ := strings.Cut(env, ",")
-				if name == "" {
-					continue
-				}
-				def, hasDefault := tag.Lookup("envDefault")
-				vars[prefix+name] = configVar{prefix + name, def, hasDefault, fset.Position(field.Pos()).String()}
-				continue
-			}
-			if sub := nested(field.Type); sub != nil {
-				walk(sub, prefix+tag.Get("envPrefix"))
-			}
-		}
-	}
-	for _, st := range structs {
-		if !isNested[st] {
-			walk(st, "")
-		}
-	}
-	if len(vars) == 0 {
-		tb.Fatalf("found no env:\"...\" struct tags in %s", dir)
 	}
 	return vars
 }
@@ -160,17 +66,17 @@ func TestConfigDrift(t *testing.T) {
 				cv := vars[v]
 				want, ok := example[v]
 				if !ok {
-					t.Errorf("%s: %s is not in .env.example; document it there with its default", cv.pos, v)
+					t.Errorf("%s: %s is not in .env.example; document it there with its default", cv.Pos, v)
 					continue
 				}
 				// The native lab runs with no .env, so the struct's
 				// default is the documented one.
-				if cv.def != want {
-					how := `envDefault:"` + cv.def + `"`
-					if !cv.hasDefault {
+				if cv.Default != want {
+					how := `envDefault:"` + cv.Default + `"`
+					if !cv.HasDefault {
 						how = "no envDefault"
 					}
-					t.Errorf("%s: %s has %s, but .env.example says %q", cv.pos, v, how, want)
+					t.Errorf("%s: %s has %s, but .env.example says %q", cv.Pos, v, how, want)
 				}
 			}
 

@@ -1,18 +1,14 @@
 package doctest
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
+	"pingpong/lab/configvars"
 	"pingpong/lab/runner"
 )
 
@@ -32,11 +28,15 @@ func TestConfigurationReference(t *testing.T) {
 		"service02": "service02",
 		"make run":  filepath.Join("lab", "runner"),
 	} {
-		for name, def := range envTags(t, filepath.Join(root, dir)) {
+		vars, err := configvars.Read(filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range vars {
 			if readers[name] == nil {
 				readers[name] = map[string]string{}
 			}
-			readers[name][reader] = def
+			readers[name][reader] = v.Default
 		}
 	}
 	example := envExample(t, filepath.Join(root, ".env.example"))
@@ -106,44 +106,4 @@ func envExample(t *testing.T, path string) map[string]string {
 		}
 	}
 	return vars
-}
-
-// envTags reads the env tags of every struct field in the Go files (not the
-// tests) of dir: variable -> envDefault.
-func envTags(t *testing.T, dir string) map[string]string {
-	fset := token.NewFileSet()
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tags := map[string]string{}
-	for _, path := range files {
-		if strings.HasSuffix(path, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			field, ok := n.(*ast.Field)
-			if !ok || field.Tag == nil {
-				return true
-			}
-			raw, err := strconv.Unquote(field.Tag.Value)
-			if err != nil {
-				return true
-			}
-			tag := reflect.StructTag(raw)
-			if name, ok := tag.Lookup("env"); ok {
-				name, _, _ = strings.Cut(name, ",")
-				tags[name] = tag.Get("envDefault")
-			}
-			return true
-		})
-	}
-	if len(tags) == 0 {
-		t.Fatalf("no env tags in %s", dir)
-	}
-	return tags
 }
