@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -225,7 +226,7 @@ func (lc *loadConn) readChunked() ([]byte, error) {
 			}
 		}
 		start := len(lc.buf)
-		lc.buf = append(lc.buf, make([]byte, n)...)
+		lc.buf = slices.Grow(lc.buf, int(n))[:start+int(n)]
 		if _, err := io.ReadFull(lc.r, lc.buf[start:]); err != nil {
 			return nil, err
 		}
