@@ -42,8 +42,8 @@ func (r *testRabbit) URL() string {
 // startTestRabbit starts a node in a new temporary folder and waits until it
 // accepts AMQP connections.
 func startTestRabbit() (*testRabbit, error) {
-	if _, err := os.Stat(rabbitServer); err != nil {
-		return nil, fmt.Errorf("rabbitmq-server is not installed (%s missing): run make deps", rabbitServer)
+	if _, err := os.Stat(os.Getenv("LAB_SYSROOT") + rabbitServer); err != nil {
+		return nil, fmt.Errorf("rabbitmq-server is not installed (%s missing): run make deps", os.Getenv("LAB_SYSROOT")+rabbitServer)
 	}
 	dir, err := os.MkdirTemp("", "rabbit-test-")
 	if err != nil {
@@ -95,7 +95,7 @@ func (r *testRabbit) Start() error {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.Command(rabbitServer)
+	cmd := systemCommand(context.Background(), rabbitServer)
 	cmd.Env, cmd.Dir, cmd.Stdout, cmd.Stderr = r.env, r.dir, out, out
 	// Its own process group, so Stop reaches the Erlang VM behind the script.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -149,19 +149,32 @@ func (r *testRabbit) Halt(kill bool) {
 func (r *testRabbit) Stop() {
 	r.Halt(false)
 	// epmd is started by the first node on its port and outlives it.
-	exec.Command("epmd", "-port", strconv.Itoa(r.epmdPort), "-kill").Run()
+	systemCommand(context.Background(), "/usr/bin/epmd", "-port", strconv.Itoa(r.epmdPort), "-kill").Run()
 	os.RemoveAll(r.dir)
 }
 
 // Ctl runs rabbitmqctl against the node.
 func (r *testRabbit) Ctl(ctx context.Context, args ...string) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "/usr/lib/rabbitmq/bin/rabbitmqctl", args...)
+	cmd := systemCommand(ctx, "/usr/lib/rabbitmq/bin/rabbitmqctl", args...)
 	cmd.Env = r.env
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("rabbitmqctl %v: %w: %s", args, err, out)
 	}
 	return out, nil
+}
+
+// systemCommand runs a program of the machine's RabbitMQ packages, or, when
+// LAB_SYSROOT names another root file system (make test's round on RabbitMQ
+// 4.3), that tree's: in a mount namespace of its own with the tree's /usr
+// mounted over the machine's. lab/runner/sysroot.go explains it.
+func systemCommand(ctx context.Context, path string, args ...string) *exec.Cmd {
+	root := os.Getenv("LAB_SYSROOT")
+	if root == "" {
+		return exec.CommandContext(ctx, path, args...)
+	}
+	script := `mount --bind "$0/usr" /usr && mount --bind "$0/etc/ld.so.cache" /etc/ld.so.cache && exec "$@"`
+	return exec.CommandContext(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, root, path}, args...)...)
 }
 
 // freePorts asks the kernel for n distinct free TCP ports on the loopback.

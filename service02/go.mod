@@ -1,6 +1,6 @@
 module pingpong/service02
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/caarlos0/env/v11 v11.4.2

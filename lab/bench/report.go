@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"pingpong/lab/runner"
 )
 
 // Machine is what the numbers were measured on.
@@ -79,8 +80,11 @@ func readVersions(ctx context.Context, b *benchLab) Versions {
 		}
 	}
 	for _, bin := range []string{"nginx", "/usr/sbin/nginx"} {
+		if runner.Sysroot() != "" {
+			bin = "/usr/sbin/nginx"
+		}
 		// nginx -v prints "nginx version: nginx/1.22.1" on stderr.
-		if out, err := exec.CommandContext(ctx, bin, "-v").CombinedOutput(); err == nil {
+		if out, err := runner.SystemCommand(ctx, bin, "-v").CombinedOutput(); err == nil {
 			v.Nginx = strings.TrimPrefix(strings.TrimSpace(string(out)), "nginx version: ")
 			break
 		}

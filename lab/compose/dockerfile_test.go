@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -179,12 +180,14 @@ func TestDockerfiles(t *testing.T) {
 	}
 }
 
-// mustBuildLikeDocker builds a service from its Docker build context, as
-// the Dockerfile does: only the files .dockerignore lets through, copied to
-// a folder of their own (so no go.work applies), then the build stage's RUN
-// commands, with /out/ moved into a temporary folder. It returns the binary.
-// What it cannot prove is the image itself: the base images and the
-// distroless runtime.
+// mustBuildLikeDocker builds a service as `docker build` runs its
+// Dockerfile's build stage: the build context is only what .dockerignore lets
+// through; then each instruction in order, in a folder that stands for the
+// stage's file system: WORKDIR, COPY from the context (a later COPY
+// overwrites what an earlier RUN changed, as in the image), RUN with /out/
+// moved into a temporary folder. There is no go.work in the stage. It
+// returns the binary. What it cannot prove is the image itself: the base
+// images and the distroless runtime (make test-docker builds those).
 func mustBuildLikeDocker(tb testing.TB, name string) string {
 	tb.Helper()
 	src := filepath.Join(repoRoot(tb), name)
@@ -203,7 +206,7 @@ func mustBuildLikeDocker(tb testing.TB, name string) string {
 	}
 
 	tmp := tb.TempDir()
-	ctxDir, out := filepath.Join(tmp, "context"), filepath.Join(tmp, "out")
+	ctxDir, stageFS, out := filepath.Join(tmp, "context"), filepath.Join(tmp, "stage"), filepath.Join(tmp, "out")
 	var sent []string
 	err = filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -240,15 +243,34 @@ func mustBuildLikeDocker(tb testing.TB, name string) string {
 			env = append(env, kv)
 		}
 	}
-	for _, in := range st[0] {
-		if in.cmd != "RUN" {
-			continue
-		}
-		cmd := exec.CommandContext(tb.Context(), "sh", "-c", strings.ReplaceAll(in.args, "/out/", out+"/"))
-		cmd.Dir = ctxDir
-		cmd.Env = env
-		if output, err := cmd.CombinedOutput(); err != nil {
-			tb.Fatalf("%s (line %d) fails in the build context: %v\n%s", in, in.line, err, output)
+	workdir := "/"
+	for _, in := range st[0][1:] {
+		switch in.cmd {
+		case "WORKDIR":
+			workdir = path.Join(workdir, in.args)
+			if err := os.MkdirAll(filepath.Join(stageFS, workdir), 0o755); err != nil {
+				tb.Fatal(err)
+			}
+		case "COPY":
+			args := strings.Fields(in.args)
+			if len(args) < 2 || strings.HasPrefix(args[0], "--") {
+				tb.Fatalf("%s (line %d): this test copies only plain COPY <source>... <dest> from the context", in, in.line)
+			}
+			dest := path.Join(workdir, args[len(args)-1])
+			for _, from := range args[:len(args)-1] {
+				if err := copyTree(filepath.Join(ctxDir, from), filepath.Join(stageFS, dest), from == "."); err != nil {
+					tb.Fatalf("%s (line %d): %v", in, in.line, err)
+				}
+			}
+		case "RUN":
+			cmd := exec.CommandContext(tb.Context(), "sh", "-c", strings.ReplaceAll(in.args, "/out/", out+"/"))
+			cmd.Dir = filepath.Join(stageFS, workdir)
+			cmd.Env = env
+			if output, err := cmd.CombinedOutput(); err != nil {
+				tb.Fatalf("%s (line %d) fails in the build stage: %v\n%s", in, in.line, err, output)
+			}
+		default:
+			tb.Fatalf("%s (line %d): this test does not know what docker build does with %s", in, in.line, in.cmd)
 		}
 	}
 	bin := filepath.Join(out, name)
@@ -256,6 +278,24 @@ func mustBuildLikeDocker(tb testing.TB, name string) string {
 		tb.Fatalf("the build stage made no %s: %v", bin, err)
 	}
 	return bin
+}
+
+// copyTree copies a context file into the folder dest, or, when whole is
+// true, the context folder's contents into dest, as COPY does.
+func copyTree(from, dest string, whole bool) error {
+	if !whole {
+		return copyFile(from, filepath.Join(dest, filepath.Base(from)))
+	}
+	return filepath.WalkDir(from, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(from, p)
+		if err != nil {
+			return err
+		}
+		return copyFile(p, filepath.Join(dest, rel))
+	})
 }
 
 func copyFile(from, to string) error {

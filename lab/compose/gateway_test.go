@@ -12,9 +12,11 @@ import (
 	"testing"
 
 	"pingpong/lab/gateway"
+	"pingpong/lab/runner"
 )
 
-// nginxBinary is Debian's nginx, which `make deps` installs.
+// nginxBinary is Debian's nginx, which `make deps` installs (or the
+// sysroot's, in make test's second round).
 const nginxBinary = "/usr/sbin/nginx"
 
 // mustTemplate reads the gateway template the nginx service mounts.
@@ -199,8 +201,8 @@ http {
 // TestNginxAcceptsRenderedGateway gives the gateway, rendered from the
 // compose environment, to a real nginx -t inside the image's main config.
 func TestNginxAcceptsRenderedGateway(t *testing.T) {
-	if _, err := os.Stat(nginxBinary); err != nil {
-		t.Fatalf("nginx is not installed (%s): run make deps", nginxBinary)
+	if _, err := os.Stat(runner.Sysroot() + nginxBinary); err != nil {
+		t.Fatalf("nginx is not installed (%s): run make deps", runner.Sysroot()+nginxBinary)
 	}
 	dir := t.TempDir()
 	env := mustNginxEnv(t)
@@ -239,7 +241,7 @@ func TestNginxAcceptsRenderedGateway(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.CommandContext(t.Context(), nginxBinary, "-t",
+	cmd := runner.SystemCommand(t.Context(), nginxBinary, "-t",
 		"-p", dir+"/",
 		"-c", filepath.Join(dir, "nginx.conf"),
 		"-e", filepath.Join(dir, "error.log"),

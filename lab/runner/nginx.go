@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +15,14 @@ import (
 )
 
 // nginxBin is Debian's nginx; PATH may not include /usr/sbin for a normal user.
+// With a sysroot it is the sysroot's.
 func nginxBin() (string, error) {
+	if root := Sysroot(); root != "" {
+		if _, err := os.Stat(root + "/usr/sbin/nginx"); err != nil {
+			return "", fmt.Errorf("nginx: %w (%s=%s)", err, SysrootEnv, root)
+		}
+		return "/usr/sbin/nginx", nil
+	}
 	if p, err := exec.LookPath("nginx"); err == nil {
 		return p, nil
 	}
@@ -83,7 +91,7 @@ func (n *nginx) render() (bin string, err error) {
 	if err := os.WriteFile(filepath.Join(n.dir, "nginx.conf"), []byte(fmt.Sprintf(gatewayConf, n.dir)), 0o644); err != nil {
 		return "", fmt.Errorf("nginx: %w", err)
 	}
-	if out, err := exec.Command(bin, n.args("-t")...).CombinedOutput(); err != nil {
+	if out, err := SystemCommand(context.Background(), bin, n.args("-t")...).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("nginx: the rendered configuration %s is invalid: %s", filepath.Join(n.dir, "conf.d", "gateway.conf"), out)
 	}
 	return bin, nil
@@ -98,7 +106,7 @@ func (n *nginx) start(logPath string, echo io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, n.args("-g", "daemon off;")...)
+	cmd := SystemCommand(context.Background(), bin, n.args("-g", "daemon off;")...)
 	p, err := startProcess("nginx", cmd, logPath, echo)
 	if err != nil {
 		return err
@@ -113,7 +121,7 @@ func (n *nginx) reload() error {
 	if err != nil {
 		return err
 	}
-	if out, err := exec.Command(bin, n.args("-s", "reload")...).CombinedOutput(); err != nil {
+	if out, err := SystemCommand(context.Background(), bin, n.args("-s", "reload")...).CombinedOutput(); err != nil {
 		return fmt.Errorf("nginx -s reload: %w: %s", err, out)
 	}
 	return nil

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -69,8 +68,8 @@ func (r *rabbitmq) env() []string {
 // start writes the node's configuration (the repository's rabbitmq.conf with
 // the lab's listeners appended) and starts the node.
 func (r *rabbitmq) start() error {
-	if _, err := os.Stat(rabbitmqServer); err != nil {
-		return fmt.Errorf("rabbitmq: %s not found: RabbitMQ is not installed; run make deps (or apt-get install rabbitmq-server)", rabbitmqServer)
+	if _, err := os.Stat(Sysroot() + rabbitmqServer); err != nil {
+		return fmt.Errorf("rabbitmq: %s not found: RabbitMQ is not installed; run make deps (or apt-get install rabbitmq-server)", Sysroot()+rabbitmqServer)
 	}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
@@ -85,7 +84,7 @@ func (r *rabbitmq) start() error {
 	if err := os.WriteFile(filepath.Join(r.dir, "rabbitmq.conf"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
-	cmd := exec.Command(rabbitmqServer)
+	cmd := SystemCommand(context.Background(), rabbitmqServer)
 	cmd.Env, cmd.Dir = r.env(), r.dir
 	// RabbitMQ's own log is long; it goes to its file only, never the terminal.
 	p, err := startProcess("rabbitmq", cmd, r.logFile(), nil)
@@ -174,12 +173,12 @@ func (r *rabbitmq) kill() {
 // stopEPMD stops the node's port mapper, which the node starts as a daemon
 // that would otherwise outlive it.
 func (r *rabbitmq) stopEPMD() {
-	exec.Command("epmd", "-port", strconv.Itoa(r.epmdPort), "-kill").Run()
+	SystemCommand(context.Background(), "/usr/bin/epmd", "-port", strconv.Itoa(r.epmdPort), "-kill").Run()
 }
 
 // ctl runs rabbitmqctl against the node and returns what it printed.
 func (r *rabbitmq) ctl(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, rabbitmqctl, append([]string{"-n", r.nodeName()}, args...)...)
+	cmd := SystemCommand(ctx, rabbitmqctl, append([]string{"-n", r.nodeName()}, args...)...)
 	cmd.Env = r.env()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
