@@ -9,12 +9,21 @@ PARTS ?=
 # Extra flags for `go test`, e.g. make test TESTFLAGS='-run TestPing -v'.
 TESTFLAGS ?=
 MODULES := service01 service02 lab
+PACKAGES := $(addprefix ./,$(addsuffix /...,$(MODULES)))
+# The root file system make test's second round takes RabbitMQ 4.3 and
+# nginx 1.30 from (the compose images' versions): Debian forky, built once by
+# lab/sysroot/build.sh and kept outside the checkout, so fresh clones share
+# it. The script's hash is in the name: a change to it builds a new one.
+SYSROOT ?= $(HOME)/.cache/pingpong-lab/sysroot-forky-$(shell sha256sum lab/sysroot/build.sh | cut -c1-12)
 
-.PHONY: run test deps vet fmt clean help
+.PHONY: run test deps vet fmt clean help sysroot
 
 help:
 	@echo "make run    start the whole lab natively (PARTS='rabbitmq service01' for a subset)"
-	@echo "make test   vet and test every module, with the real RabbitMQ and nginx"
+	@echo "make test   vet and test every module, with the real RabbitMQ and nginx:"
+	@echo "            the distribution's, then RabbitMQ 4.3 and nginx 1.30 (the compose images')"
+	@echo "make test-docker  docker compose up the lab on a real Docker engine and test it"
+	@echo "make sysroot  build the Debian forky tree that holds RabbitMQ 4.3 and nginx 1.30"
 	@echo "make deps   install rabbitmq-server and nginx when missing"
 	@echo "make fault  run the fault scenarios and print what was lost or doubled (SCENARIOS='...')"
 	@echo "make bench  measure the lab beside its ceilings (docs/reference/benchmarks.md)"
@@ -24,13 +33,30 @@ run: deps
 	@$(GO) build -o .lab/bin/lab ./lab
 	@.lab/bin/lab run $(PARTS)
 
-test: deps vet
-	$(GO) test -race -count=1 $(TESTFLAGS) $(addprefix ./,$(addsuffix /...,$(MODULES)))
+# test runs every test twice: on the distribution's RabbitMQ and nginx (what
+# make run uses), then on RabbitMQ 4.3 and nginx 1.30 from the sysroot (what
+# docker-compose.yml's images carry). VERSIONS=distro or VERSIONS=compose
+# runs one round only.
+VERSIONS ?= distro compose
+test: deps vet $(if $(filter compose,$(VERSIONS)),sysroot)
+	@set -e; for v in $(VERSIONS); do \
+		case $$v in \
+		distro) echo "== make test, round 1: the distribution's RabbitMQ and nginx"; \
+			$(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
+		compose) echo "== make test, round 2: RabbitMQ 4.3 and nginx 1.30 from $(SYSROOT)"; \
+			LAB_SYSROOT=$(SYSROOT) $(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
+		*) echo "VERSIONS: want distro and/or compose, got $$v" >&2; exit 2 ;; \
+		esac; \
+	done
+
+sysroot:
+	@sudo=""; [ "$$(id -u)" = 0 ] || [ -e "$(SYSROOT)/.complete" ] || sudo=sudo; \
+	$$sudo lab/sysroot/build.sh "$(SYSROOT)"
 
 vet:
 	@unformatted=$$(gofmt -l $(MODULES)); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
-	$(GO) vet $(addprefix ./,$(addsuffix /...,$(MODULES)))
+	$(GO) vet $(PACKAGES)
 
 fmt:
 	gofmt -w $(MODULES)
@@ -84,3 +110,35 @@ SCENARIOS ?=
 fault: deps
 	@$(GO) build -o .lab/bin/lab ./lab
 	@.lab/bin/lab fault $(SCENARIOS)
+
+# test-docker runs the lab as docker-compose.yml does, on a real Docker
+# engine: docker compose up -d --build --wait on free ports under a project
+# name of its own, tests through the published gateway, docker compose down
+# -v at the end (lab/dockertest). Images the engine cannot pull are built as
+# stand-ins from the sysroot's Debian packages, and it says so.
+.PHONY: test-docker docker-deps
+test-docker: docker-deps sysroot
+	LAB_SYSROOT=$(SYSROOT) $(GO) test -tags docker -count=1 -timeout 30m $(TESTFLAGS) ./lab/dockertest/
+
+# docker-deps installs a Docker engine (Debian's docker.io) when there is
+# none, Compose v2 from the sysroot when `docker compose` is missing (Debian
+# 12 has only v1), and starts dockerd when nothing answers on its socket and
+# no service manager runs it (a container, CI).
+docker-deps: sysroot
+	@sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	if ! command -v dockerd >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then \
+		echo "Installing Docker (docker.io) from the distribution's packages..."; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends docker.io >/dev/null || exit 1; \
+	fi; \
+	if ! docker compose version >/dev/null 2>&1; then \
+		echo "Installing Compose v2 (docker compose) from $(SYSROOT)..."; \
+		$$sudo install -D -m 0755 "$(SYSROOT)/usr/libexec/docker/cli-plugins/docker-compose" \
+			/usr/local/lib/docker/cli-plugins/docker-compose || exit 1; \
+	fi; \
+	if ! $$sudo docker info >/dev/null 2>&1; then \
+		echo "Starting dockerd (log: /var/log/lab-dockerd.log)..."; \
+		$$sudo sh -c 'nohup dockerd >/var/log/lab-dockerd.log 2>&1 &'; \
+		for i in $$(seq 60); do $$sudo docker info >/dev/null 2>&1 && exit 0; sleep 1; done; \
+		echo "dockerd did not answer within 60 s; see /var/log/lab-dockerd.log" >&2; exit 1; \
+	fi

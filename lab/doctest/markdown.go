@@ -26,6 +26,14 @@
 //     reruns each of its commands until the output matches (for what happens
 //     asynchronously, such as a message reaching service02); and
 //     <!-- doctest: skip --> leaves the next block out.
+//   - where an older broker prints something else, the chapter shows what
+//     the compose image's RabbitMQ 4.3 prints, says in its text what 3.x
+//     prints, and gives that output to the harness in a comment before the
+//     block, whose only command it replaces the expected output of on a
+//     RabbitMQ 3.x broker (Debian 12's 3.10):
+//     <!-- doctest: rabbitmq 3 prints
+//     ...the lines...
+//     -->
 //
 // Commands use the default ports (localhost:8000, 8001, 8002, 5672, 15672)
 // and the .lab/ folder as a reader types them; the harness rewrites them to
@@ -57,11 +65,13 @@ type step struct {
 	env        []string // stepStart: variables set before make run (KEY=value)
 	command    string   // stepCommand
 	expected   []string // stepCommand
+	expected3  []string // stepCommand: what RabbitMQ 3.x prints instead, if it differs
 	eventually bool     // stepCommand: rerun until the output matches
 }
 
 var (
 	directiveRE = regexp.MustCompile(`^<!--\s*doctest:\s*(\w+)\s*(.*?)\s*-->$`)
+	olderRE     = regexp.MustCompile(`^<!--\s*doctest:\s*rabbitmq 3 prints$`)
 	makeRunRE   = regexp.MustCompile(`^((?:[A-Z][A-Z0-9_]*=\S+\s+)*)make run(?:\s+PARTS=(?:'([^']*)'|"([^"]*)"|(\S+)))?$`)
 )
 
@@ -71,10 +81,23 @@ func parseChapter(text string) ([]step, error) {
 		steps      []step
 		skip       bool
 		eventually bool
+		older      []string // a "rabbitmq 3 prints" comment's lines, for the next block
+		olderLine  int
 	)
 	lines := splitLines(text)
 	for i := 0; i < len(lines); i++ {
 		line := strings.TrimSpace(lines[i])
+		if olderRE.MatchString(line) {
+			olderLine = i + 1
+			older = []string{}
+			for i++; i < len(lines) && strings.TrimSpace(lines[i]) != "-->"; i++ {
+				older = append(older, lines[i])
+			}
+			if i == len(lines) {
+				return nil, fmt.Errorf("line %d: the doctest comment is never closed with a line -->", olderLine)
+			}
+			continue
+		}
 		if m := directiveRE.FindStringSubmatch(line); m != nil {
 			switch m[1] {
 			case "skip":
@@ -127,9 +150,21 @@ func parseChapter(text string) ([]step, error) {
 			if err != nil {
 				return nil, err
 			}
+			if older != nil {
+				if len(cmds) != 1 {
+					return nil, fmt.Errorf("line %d: \"rabbitmq 3 prints\" goes before a block with one command; the next has %d", olderLine, len(cmds))
+				}
+				cmds[0].expected3, older = older, nil
+			}
 			steps = append(steps, cmds...)
 		}
+		if older != nil && info != "console" {
+			return nil, fmt.Errorf("line %d: \"rabbitmq 3 prints\" must come right before a console block", olderLine)
+		}
 		eventually = false
+	}
+	if older != nil {
+		return nil, fmt.Errorf("line %d: \"rabbitmq 3 prints\" is followed by no console block", olderLine)
 	}
 	return steps, nil
 }

@@ -35,6 +35,13 @@ func TestParseChapter(t *testing.T) {
 		"```console",
 		"$ true",
 		"```",
+		"<!-- doctest: rabbitmq 3 prints",
+		"old",
+		"-->",
+		"```console",
+		"$ echo new",
+		"new",
+		"```",
 	}, "\n")
 	steps, err := parseChapter(chapter)
 	if err != nil {
@@ -48,7 +55,11 @@ func TestParseChapter(t *testing.T) {
 		case stepStop:
 			got = append(got, "stop "+strings.Join(s.parts, " "))
 		case stepCommand:
-			got = append(got, "run "+s.command+" -> "+strings.Join(s.expected, "|")+" eventually="+map[bool]string{true: "yes", false: "no"}[s.eventually])
+			line := "run " + s.command + " -> " + strings.Join(s.expected, "|") + " eventually=" + map[bool]string{true: "yes", false: "no"}[s.eventually]
+			if s.expected3 != nil {
+				line += " on 3.x -> " + strings.Join(s.expected3, "|")
+			}
+			got = append(got, line)
 		}
 	}
 	want := []string{
@@ -57,6 +68,7 @@ func TestParseChapter(t *testing.T) {
 		"run echo a \\\n  b -> a b eventually=yes",
 		"stop service01",
 		"run true ->  eventually=no",
+		"run echo new -> new eventually=no on 3.x -> old",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -69,6 +81,10 @@ func TestParseChapterErrors(t *testing.T) {
 		"```console\n$ never closed",
 		"<!-- doctest: unknown -->",
 		"<!-- doctest: stop -->",
+		"<!-- doctest: rabbitmq 3 prints\nold",
+		"<!-- doctest: rabbitmq 3 prints\nold\n-->\n```console\n$ a\n$ b\n```",
+		"<!-- doctest: rabbitmq 3 prints\nold\n-->\n```sh\nmake run\n```",
+		"<!-- doctest: rabbitmq 3 prints\nold\n-->\ntext only",
 	} {
 		if _, err := parseChapter(chapter); err == nil {
 			t.Errorf("parseChapter(%q) = nil error, want one", chapter)

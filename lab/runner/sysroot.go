@@ -23,14 +23,19 @@ func Sysroot() string { return os.Getenv(SysrootEnv) }
 // sysroot's /usr is mounted over the machine's: the program, its libraries
 // and every process it starts come from the sysroot, while all other paths
 // (the lab's state folder, /tmp, /etc/hosts) stay the machine's. The mounts
-// go when the last process in the namespace ends. This needs root.
+// go when the last process in the namespace ends. Root may mount; any other
+// user gets a user namespace of its own, in which it may too.
 func SystemCommand(ctx context.Context, path string, args ...string) *exec.Cmd {
 	root := Sysroot()
 	if root == "" {
 		return exec.CommandContext(ctx, path, args...)
 	}
+	unshare := []string{"--mount", "--propagation", "private"}
+	if os.Geteuid() != 0 {
+		unshare = append([]string{"--user", "--map-root-user"}, unshare...)
+	}
 	// The loader's cache names the machine's libraries; the sysroot's own
 	// cache names its own. exec keeps the PID, so signals reach the program.
 	script := `mount --bind "$0/usr" /usr && mount --bind "$0/etc/ld.so.cache" /etc/ld.so.cache && exec "$@"`
-	return exec.CommandContext(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, root, path}, args...)...)
+	return exec.CommandContext(ctx, "unshare", append(append(unshare, "--", "/bin/sh", "-c", script, root, path), args...)...)
 }
