@@ -114,11 +114,14 @@ fault: deps
 # test-docker runs the lab as docker-compose.yml does, on a real Docker
 # engine: docker compose up -d --build --wait on free ports under a project
 # name of its own, tests through the published gateway, docker compose down
-# -v at the end (lab/dockertest). Images the engine cannot pull are built as
-# stand-ins from the sysroot's Debian packages, and it says so.
+# -v at the end (lab/dockertest); then every tutorial chapter's Docker road,
+# each on a compose project of its own (lab/doctest). Images the engine
+# cannot pull are built as stand-ins from the sysroot's Debian packages, and
+# it says so.
 .PHONY: test-docker docker-deps
 test-docker: docker-deps sysroot
 	LAB_SYSROOT=$(SYSROOT) $(GO) test -tags docker -count=1 -timeout 30m $(TESTFLAGS) ./lab/dockertest/
+	LAB_SYSROOT=$(SYSROOT) $(GO) test -tags docker -count=1 -timeout 30m -run '^TestDockerTutorials$$' $(TESTFLAGS) ./lab/doctest/
 
 # docker-deps installs a Docker engine (Debian's docker.io) when there is
 # none, Compose v2 from the sysroot when `docker compose` is missing (Debian

@@ -276,9 +276,10 @@ func TestPorts(t *testing.T) {
 			{"127.0.0.1", env["RABBITMQ_MANAGEMENT_PORT"], 15672},
 		},
 		"nginx": {{"127.0.0.1", env["GATEWAY_PORT"], mustPort(t, env["GATEWAY_PORT"])}},
-		// Reached through the gateway only.
-		"service01": nil,
-		"service02": nil,
+		// Clients use the gateway; the tutorial also reads each service's
+		// /readyz and /metrics on its own port, as natively.
+		"service01": {{"127.0.0.1", env["SERVICE01_PORT"], 8001}},
+		"service02": {{"127.0.0.1", env["SERVICE02_PORT"], 8002}},
 	}
 	for name, wantPorts := range want {
 		s := mustService(t, p, name)
@@ -421,13 +422,21 @@ func TestSettingsReachContainers(t *testing.T) {
 			},
 		},
 		{
+			// The service ports move the published ports; inside the
+			// network the services stay on 8001 and 8002.
 			name: "service ports",
 			set:  []string{"SERVICE01_PORT=9001", "SERVICE02_PORT=9002"},
 			check: func(t *testing.T, p *types.Project) {
-				wantEnv(t, mustService(t, p, "service01"), "SERVICE01_PORT", "9001")
-				wantEnv(t, mustService(t, p, "service02"), "SERVICE02_PORT", "9002")
-				wantEnv(t, mustService(t, p, "nginx"), "SERVICE01_ADDR", "service01:9001")
-				wantEnv(t, mustService(t, p, "nginx"), "SERVICE02_ADDR", "service02:9002")
+				for name, want := range map[string]port{"service01": {"127.0.0.1", "9001", 8001}, "service02": {"127.0.0.1", "9002", 8002}} {
+					s := mustService(t, p, name)
+					if got := ports(s); !slices.Equal(got, []port{want}) {
+						t.Errorf("%s ports = %+v, want %+v", name, got, want)
+					}
+				}
+				wantEnv(t, mustService(t, p, "service01"), "SERVICE01_PORT", "8001")
+				wantEnv(t, mustService(t, p, "service02"), "SERVICE02_PORT", "8002")
+				wantEnv(t, mustService(t, p, "nginx"), "SERVICE01_ADDR", "service01:8001")
+				wantEnv(t, mustService(t, p, "nginx"), "SERVICE02_ADDR", "service02:8002")
 			},
 		},
 		{

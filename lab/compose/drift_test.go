@@ -50,6 +50,9 @@ var networkSettings = map[string]string{
 	"RABBITMQ_HOST": "rabbitmq", // the broker's service name
 	"RABBITMQ_PORT": "5672",     // its port inside the network; .env's is published on the host
 	"LISTEN_HOST":   "",         // every interface, so nginx can connect
+	// The services' ports inside the network; .env's are published on the host.
+	"SERVICE01_PORT": "8001",
+	"SERVICE02_PORT": "8002",
 }
 
 // TestConfigDrift keeps the services' config structs, .env.example and the

@@ -4,14 +4,12 @@ package dockertest
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,133 +19,90 @@ import (
 	"pingpong/lab/runner"
 )
 
-// project is the compose lab the package's tests share.
-type project struct {
-	root    string   // the repository: docker-compose.yml's folder
-	envFile string   // an empty --env-file, instead of a developer's .env
-	name    string   // the compose project name, unique per run
-	env     []string // the environment docker compose runs with
-	gateway string   // http://127.0.0.1:port
-	mgmt    string   // http://127.0.0.1:port
-}
+// lab is the compose lab the package's tests share.
+var lab *composeLab
 
-var lab *project
+type composeLab struct {
+	*Project
+	gateway string // http://127.0.0.1:port
+	mgmt    string // http://127.0.0.1:port
+}
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
 func run(m *testing.M) int {
-	p, err := up()
-	if p != nil {
-		defer p.down()
+	l, err := up()
+	if l != nil {
+		defer func() {
+			if err := l.Down(); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+			}
+		}()
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dockertest:", err)
-		if p != nil {
-			p.dumpLogs()
+		if l != nil {
+			fmt.Fprintf(os.Stderr, "docker compose logs (last 40 lines each):\n%s", l.Logs())
 		}
 		return 1
 	}
-	lab = p
+	lab = l
 	code := m.Run()
 	if code != 0 {
-		p.dumpLogs()
+		fmt.Fprintf(os.Stderr, "docker compose logs (last 40 lines each):\n%s", l.Logs())
 	}
 	return code
 }
 
 // up makes the images there, then brings the lab up on free ports with the
 // README's command, under a project name of its own.
-func up() (*project, error) {
+func up() (*composeLab, error) {
 	root, err := runner.RepoRoot()
 	if err != nil {
 		return nil, err
 	}
-	if out, err := exec.Command("docker", "compose", "version", "--short").CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("docker compose is not there (%v: %s): make test-docker installs it", err, bytes.TrimSpace(out))
-	}
-	sysroot := runner.Sysroot()
-	if sysroot == "" {
-		return nil, fmt.Errorf("%s is not set: make test-docker sets it to the tree the stand-in images are built from", runner.SysrootEnv)
-	}
 	start := time.Now()
-	cmd := exec.Command(filepath.Join(root, "lab", "dockertest", "standins.sh"), sysroot)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	out, err := EnsureImages(root, runner.Sysroot())
 	fmt.Fprintf(os.Stderr, "images (%s):\n%s", time.Since(start).Round(time.Second), out)
 	if err != nil {
-		return nil, fmt.Errorf("standins.sh: %v", err)
+		return nil, err
 	}
-
-	ports, err := runner.FreePorts(3)
+	ports, err := runner.FreePorts(5)
 	if err != nil {
 		return nil, err
 	}
-	// No .env of the developer's, and none of their shell's lab variables:
-	// the compose file's defaults, which are .env.example's, and free ports.
-	empty := filepath.Join(os.TempDir(), fmt.Sprintf("dockertest-%d.env", os.Getpid()))
-	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+	p, err := NewProject(root, fmt.Sprintf("pingpong-test-%d", os.Getpid()),
+		"GATEWAY_PORT="+strconv.Itoa(ports[0]),
+		"RABBITMQ_PORT="+strconv.Itoa(ports[1]),
+		"RABBITMQ_MANAGEMENT_PORT="+strconv.Itoa(ports[2]),
+		"SERVICE01_PORT="+strconv.Itoa(ports[3]),
+		"SERVICE02_PORT="+strconv.Itoa(ports[4]),
+	)
+	if err != nil {
 		return nil, err
 	}
-	p := &project{
-		root:    root,
-		envFile: empty,
-		name:    fmt.Sprintf("pingpong-test-%d", os.Getpid()),
-		env: []string{
-			"PATH=" + os.Getenv("PATH"),
-			"HOME=" + os.Getenv("HOME"),
-			"GATEWAY_PORT=" + strconv.Itoa(ports[0]),
-			"RABBITMQ_PORT=" + strconv.Itoa(ports[1]),
-			"RABBITMQ_MANAGEMENT_PORT=" + strconv.Itoa(ports[2]),
-		},
+	l := &composeLab{
+		Project: p,
 		gateway: "http://127.0.0.1:" + strconv.Itoa(ports[0]),
 		mgmt:    "http://127.0.0.1:" + strconv.Itoa(ports[2]),
 	}
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "DOCKER_") {
-			p.env = append(p.env, kv)
-		}
-	}
 	start = time.Now()
-	if out, err := p.compose(10*time.Minute, "up", "-d", "--build", "--wait"); err != nil {
-		return p, fmt.Errorf("docker compose up -d --build --wait: %v\n%s", err, out)
+	if out, err := p.Compose(10*time.Minute, "up", "-d", "--build", "--wait"); err != nil {
+		return l, fmt.Errorf("docker compose up -d --build --wait: %v\n%s", err, out)
 	}
 	fmt.Fprintf(os.Stderr, "docker compose up -d --build --wait: healthy in %s\n", time.Since(start).Round(time.Second))
-	return p, nil
+	return l, nil
 }
 
-// compose runs docker compose with the project's name and environment.
-func (p *project) compose(limit time.Duration, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", append([]string{"compose", "--project-name", p.name, "--env-file", p.envFile}, args...)...)
-	cmd.Dir, cmd.Env = p.root, p.env
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func (p *project) mustCompose(tb testing.TB, args ...string) string {
+func (l *composeLab) mustCompose(tb testing.TB, args ...string) string {
 	tb.Helper()
-	out, err := p.compose(3*time.Minute, args...)
+	out, err := l.Compose(3*time.Minute, args...)
 	if err != nil {
 		tb.Fatalf("docker compose %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
-}
-
-// down removes the containers, the network, the broker's volume and the
-// services' images: nothing of the run is left.
-func (p *project) down() {
-	if out, err := p.compose(3*time.Minute, "down", "--volumes", "--rmi", "local", "--timeout", "30"); err != nil {
-		fmt.Fprintf(os.Stderr, "docker compose down: %v\n%s", err, out)
-	}
-	os.Remove(p.envFile)
-}
-
-func (p *project) dumpLogs() {
-	out, _ := p.compose(time.Minute, "logs", "--no-color", "--tail", "40")
-	fmt.Fprintf(os.Stderr, "docker compose logs (last 40 lines each):\n%s", out)
 }
 
 var client = &http.Client{Timeout: 10 * time.Second}
@@ -335,8 +290,16 @@ func TestService02StopStart(t *testing.T) {
 	for i := range 3 {
 		ids = append(ids, mustPing(t, fmt.Sprintf("while service02 is stopped %d", i)))
 	}
-	if _, err := stored(); err == nil {
-		t.Error("GET /pong answered 200 with service02 stopped")
+	// The stopped container's address no longer answers: the gateway gives
+	// up after its 2 s connect timeout (natively, a refused connection
+	// gives 502 at once). The how-to says so.
+	resp, err := client.Get(lab.gateway + "/pong")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("GET /pong with service02 stopped: %s, want 504", resp.Status)
 	}
 	lab.mustCompose(t, "start", "service02")
 	waitHealthy(t, "service02")
@@ -376,4 +339,37 @@ func TestBrokerRestartKeepsQueuedMessages(t *testing.T) {
 	lab.mustCompose(t, "start", "service02")
 	waitHealthy(t, "service02")
 	waitStored(t, ids, 30*time.Second)
+}
+
+// startedAt is when the service's container last started.
+func startedAt(tb testing.TB, service string) string {
+	tb.Helper()
+	id := strings.TrimSpace(lab.mustCompose(tb, "ps", "-q", service))
+	out, err := exec.Command("docker", "inspect", "-f", "{{.State.StartedAt}}", id).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("docker inspect %s: %v: %s", service, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// docker compose restart of a service restarts the gateway after it
+// (restart: true under nginx's depends_on), as the how-to says.
+func TestRestartServiceRestartsGateway(t *testing.T) {
+	before := startedAt(t, "nginx")
+	lab.mustCompose(t, "restart", "service01")
+	waitHealthy(t, "service01")
+	waitHealthy(t, "nginx")
+	if after := startedAt(t, "nginx"); after == before {
+		t.Errorf("nginx was not restarted with service01 (started at %s before and after)", before)
+	}
+	waitPing(t, "after restarting service01", 30*time.Second)
+}
+
+// The how-to's way to take a changed service: recreate it, then restart
+// the gateway, which resolves the new container's address.
+func TestRecreateServiceThenGateway(t *testing.T) {
+	lab.mustCompose(t, "up", "-d", "--build", "--wait", "--force-recreate", "--no-deps", "service01")
+	lab.mustCompose(t, "restart", "nginx")
+	waitHealthy(t, "nginx")
+	waitPing(t, "after recreating service01", 30*time.Second)
 }

@@ -26,6 +26,15 @@
 //     reruns each of its commands until the output matches (for what happens
 //     asynchronously, such as a message reaching service02); and
 //     <!-- doctest: skip --> leaves the next block out.
+//   - a chapter gives both roads, natively (make run) and with Docker
+//     (docker compose). A fenced "sh" block whose every line is a docker
+//     command (or name=$(docker ...), which keeps its output) is the Docker
+//     road's: the Docker harness (make test-docker)
+//     runs each line and wants exit status 0, and the native harness leaves
+//     it out, as it leaves the Docker harness the "make run" blocks and the
+//     stop and kill directives. A console block after
+//     <!-- doctest: native --> or <!-- doctest: docker --> runs on that road
+//     only; any other console block runs on both;
 //   - where an older broker prints something else, the chapter shows what
 //     the compose image's RabbitMQ 4.3 prints, says in its text what 3.x
 //     prints, and gives that output to the harness in a comment before the
@@ -55,15 +64,25 @@ const (
 	stepStop                    // stop parts of the lab
 	stepKill                    // kill parts of the lab with SIGKILL
 	stepCommand                 // run a command and compare its output
+	stepDocker                  // run docker commands, which must succeed
+)
+
+// The roads a step belongs to: both, or one of them.
+const (
+	roadBoth   = ""
+	roadNative = "native"
+	roadDocker = "docker"
 )
 
 // step is one thing the harness does, in the chapter's order.
 type step struct {
 	kind       stepKind
+	road       string   // roadBoth, roadNative or roadDocker
 	line       int      // where it is in the chapter, for messages
 	parts      []string // stepStart, stepStop
 	env        []string // stepStart: variables set before make run (KEY=value)
 	command    string   // stepCommand
+	commands   []string // stepDocker
 	expected   []string // stepCommand
 	expected3  []string // stepCommand: what RabbitMQ 3.x prints instead, if it differs
 	eventually bool     // stepCommand: rerun until the output matches
@@ -81,6 +100,7 @@ func parseChapter(text string) ([]step, error) {
 		steps      []step
 		skip       bool
 		eventually bool
+		road       string   // of the next block, from a native or docker directive
 		older      []string // a "rabbitmq 3 prints" comment's lines, for the next block
 		olderLine  int
 	)
@@ -104,6 +124,8 @@ func parseChapter(text string) ([]step, error) {
 				skip = true
 			case "eventually":
 				eventually = true
+			case "native", "docker":
+				road = m[1]
 			case "stop", "kill":
 				parts := strings.Fields(m[2])
 				if len(parts) == 0 {
@@ -113,7 +135,7 @@ func parseChapter(text string) ([]step, error) {
 				if m[1] == "kill" {
 					kind = stepKill
 				}
-				steps = append(steps, step{kind: kind, line: i + 1, parts: parts})
+				steps = append(steps, step{kind: kind, road: roadNative, line: i + 1, parts: parts})
 			default:
 				return nil, fmt.Errorf("line %d: unknown doctest directive %q", i+1, m[1])
 			}
@@ -134,7 +156,7 @@ func parseChapter(text string) ([]step, error) {
 		body := lines[start:end]
 		i = end
 		if skip {
-			skip, eventually = false, false
+			skip, eventually, road = false, false, roadBoth
 			continue
 		}
 		switch info {
@@ -142,13 +164,19 @@ func parseChapter(text string) ([]step, error) {
 			if len(body) == 1 {
 				if m := makeRunRE.FindStringSubmatch(strings.TrimSpace(body[0])); m != nil {
 					parts := strings.Fields(m[2] + m[3] + m[4])
-					steps = append(steps, step{kind: stepStart, line: start + 1, parts: parts, env: strings.Fields(m[1])})
+					steps = append(steps, step{kind: stepStart, road: roadNative, line: start + 1, parts: parts, env: strings.Fields(m[1])})
 				}
+			}
+			if cmds, ok := dockerCommands(body); ok {
+				steps = append(steps, step{kind: stepDocker, road: roadDocker, line: start + 1, commands: cmds})
 			}
 		case "console":
 			cmds, err := parseConsole(body, start+1, eventually)
 			if err != nil {
 				return nil, err
+			}
+			for k := range cmds {
+				cmds[k].road = road
 			}
 			if older != nil {
 				if len(cmds) != 1 {
@@ -161,12 +189,33 @@ func parseChapter(text string) ([]step, error) {
 		if older != nil && info != "console" {
 			return nil, fmt.Errorf("line %d: \"rabbitmq 3 prints\" must come right before a console block", olderLine)
 		}
-		eventually = false
+		eventually, road = false, roadBoth
 	}
 	if older != nil {
 		return nil, fmt.Errorf("line %d: \"rabbitmq 3 prints\" is followed by no console block", olderLine)
 	}
 	return steps, nil
+}
+
+// dockerLineRE is a docker command, or one whose output a shell variable
+// keeps: name=$(docker ...).
+var dockerLineRE = regexp.MustCompile(`^(?:[a-z_][a-z0-9_]*=\$\()?docker `)
+
+// dockerCommands returns the lines of an sh block that are all docker
+// commands, which the Docker road runs.
+func dockerCommands(body []string) ([]string, bool) {
+	var cmds []string
+	for _, line := range body {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if !dockerLineRE.MatchString(line) {
+			return nil, false
+		}
+		cmds = append(cmds, line)
+	}
+	return cmds, len(cmds) > 0
 }
 
 // parseConsole reads the commands and expected output of a console block

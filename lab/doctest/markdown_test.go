@@ -16,7 +16,20 @@ func TestParseChapter(t *testing.T) {
 		"",
 		"```sh",
 		"docker compose up -d",
+		"docker compose stop service02",
+		"copy=$(docker compose run -d service02)",
 		"```",
+		"<!-- doctest: docker -->",
+		"```console",
+		"$ echo docker",
+		"docker",
+		"```",
+		"<!-- doctest: native -->",
+		"```console",
+		"$ echo native",
+		"native",
+		"```",
+		"<!-- doctest: stop rabbitmq -->",
 		"",
 		"<!-- doctest: eventually -->",
 		"```console",
@@ -50,23 +63,34 @@ func TestParseChapter(t *testing.T) {
 	var got []string
 	for _, s := range steps {
 		switch s.kind {
+		case stepDocker:
+			got = append(got, s.road+": "+strings.Join(s.commands, "; "))
+		case stepKill:
+			got = append(got, s.road+": kill "+strings.Join(s.parts, " "))
 		case stepStart:
-			got = append(got, "start "+strings.Join(s.parts, " "))
+			got = append(got, s.road+": start "+strings.Join(s.parts, " "))
 		case stepStop:
-			got = append(got, "stop "+strings.Join(s.parts, " "))
+			got = append(got, s.road+": stop "+strings.Join(s.parts, " "))
 		case stepCommand:
 			line := "run " + s.command + " -> " + strings.Join(s.expected, "|") + " eventually=" + map[bool]string{true: "yes", false: "no"}[s.eventually]
 			if s.expected3 != nil {
 				line += " on 3.x -> " + strings.Join(s.expected3, "|")
 			}
+			if s.road != roadBoth {
+				line = s.road + ": " + line
+			}
 			got = append(got, line)
 		}
 	}
 	want := []string{
-		"start rabbitmq service01",
+		"native: start rabbitmq service01",
+		"docker: docker compose up -d; docker compose stop service02; copy=$(docker compose run -d service02)",
+		"docker: run echo docker -> docker eventually=no",
+		"native: run echo native -> native eventually=no",
+		"native: stop rabbitmq",
 		`run curl -s localhost:8000/pong -> {"messages":[],"next":null} eventually=yes`,
 		"run echo a \\\n  b -> a b eventually=yes",
-		"stop service01",
+		"native: stop service01",
 		"run true ->  eventually=no",
 		"run echo new -> new eventually=no on 3.x -> old",
 	}
