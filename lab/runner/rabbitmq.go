@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,10 +21,36 @@ import (
 // rabbitmq user may run and that switches to the rabbitmq user; the scripts in
 // /usr/lib/rabbitmq/bin run the broker as the caller, which is what a lab
 // with its data in the work tree needs.
-const (
-	rabbitmqServer = "/usr/lib/rabbitmq/bin/rabbitmq-server"
-	rabbitmqctl    = "/usr/lib/rabbitmq/bin/rabbitmqctl"
-)
+const debianScripts = "/usr/lib/rabbitmq/bin"
+
+// rabbitmqScript finds one of RabbitMQ's scripts (rabbitmq-server,
+// rabbitmqctl) and epmd: Debian's, the sysroot's (always Debian's), or,
+// where RabbitMQ is installed some other way (Homebrew, the generic Unix
+// package), the ones on PATH, which run as the caller too. Only Debian's
+// and the sysroot's are tested.
+func rabbitmqScript(name string) (string, error) { return findScript(debianScripts, name) }
+
+// findScript is rabbitmqScript with Debian's folder of scripts as a
+// parameter, for its test.
+func findScript(scripts, name string) (string, error) {
+	debian := filepath.Join(scripts, name)
+	if name == "epmd" {
+		debian = "/usr/bin/epmd"
+	}
+	if root := Sysroot(); root != "" {
+		if _, err := os.Stat(root + debian); err != nil {
+			return "", fmt.Errorf("%s not found in %s=%s: run make sysroot", debian, SysrootEnv, root)
+		}
+		return debian, nil
+	}
+	if _, err := os.Stat(debian); err == nil {
+		return debian, nil
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s not found (neither %s nor on PATH): RabbitMQ is not installed; run make deps (or apt-get install rabbitmq-server)", name, debian)
+}
 
 // rabbitmq is the lab's own RabbitMQ node: its own node name, ports, data
 // folder and Erlang port mapper, so it never meets a system-wide broker.
@@ -68,8 +95,9 @@ func (r *rabbitmq) env() []string {
 // start writes the node's configuration (the repository's rabbitmq.conf with
 // the lab's listeners appended) and starts the node.
 func (r *rabbitmq) start() error {
-	if _, err := os.Stat(Sysroot() + rabbitmqServer); err != nil {
-		return fmt.Errorf("rabbitmq: %s not found: RabbitMQ is not installed; run make deps (or apt-get install rabbitmq-server)", Sysroot()+rabbitmqServer)
+	server, err := rabbitmqScript("rabbitmq-server")
+	if err != nil {
+		return fmt.Errorf("rabbitmq: %w", err)
 	}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
@@ -84,7 +112,7 @@ func (r *rabbitmq) start() error {
 	if err := os.WriteFile(filepath.Join(r.dir, "rabbitmq.conf"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
-	cmd := SystemCommand(context.Background(), rabbitmqServer)
+	cmd := SystemCommand(context.Background(), server)
 	cmd.Env, cmd.Dir = r.env(), r.dir
 	// RabbitMQ's own log is long; it goes to its file only, never the terminal.
 	p, err := startProcess("rabbitmq", cmd, r.logFile(), nil)
@@ -173,12 +201,18 @@ func (r *rabbitmq) kill() {
 // stopEPMD stops the node's port mapper, which the node starts as a daemon
 // that would otherwise outlive it.
 func (r *rabbitmq) stopEPMD() {
-	SystemCommand(context.Background(), "/usr/bin/epmd", "-port", strconv.Itoa(r.epmdPort), "-kill").Run()
+	if epmd, err := rabbitmqScript("epmd"); err == nil {
+		SystemCommand(context.Background(), epmd, "-port", strconv.Itoa(r.epmdPort), "-kill").Run()
+	}
 }
 
 // ctl runs rabbitmqctl against the node and returns what it printed.
 func (r *rabbitmq) ctl(ctx context.Context, args ...string) (string, error) {
-	cmd := SystemCommand(ctx, rabbitmqctl, append([]string{"-n", r.nodeName()}, args...)...)
+	ctl, err := rabbitmqScript("rabbitmqctl")
+	if err != nil {
+		return "", err
+	}
+	cmd := SystemCommand(ctx, ctl, append([]string{"-n", r.nodeName()}, args...)...)
 	cmd.Env = r.env()
 	out, err := cmd.CombinedOutput()
 	if err != nil {

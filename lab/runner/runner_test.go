@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -117,5 +119,37 @@ func TestStartReportsAServiceThatCannotGetReady(t *testing.T) {
 	}
 	if !l.services["service01"].proc.exited() {
 		t.Error("service01 still runs after the failed start")
+	}
+}
+
+func TestFindScript(t *testing.T) {
+	t.Setenv(SysrootEnv, "")
+	debian := t.TempDir()
+	onPath := t.TempDir()
+	t.Setenv("PATH", onPath)
+	if _, err := findScript(debian, "rabbitmq-server"); err == nil || !strings.Contains(err.Error(), "make deps") {
+		t.Errorf("with no RabbitMQ anywhere: %v, want an error that says to run make deps", err)
+	}
+	// Installed some other way (Homebrew): the script on PATH.
+	mustExecutable(t, filepath.Join(onPath, "rabbitmq-server"))
+	if got, err := findScript(debian, "rabbitmq-server"); err != nil || got != filepath.Join(onPath, "rabbitmq-server") {
+		t.Errorf("with rabbitmq-server on PATH: %q, %v", got, err)
+	}
+	// Debian's scripts win: they run as the caller.
+	mustExecutable(t, filepath.Join(debian, "rabbitmq-server"))
+	if got, err := findScript(debian, "rabbitmq-server"); err != nil || got != filepath.Join(debian, "rabbitmq-server") {
+		t.Errorf("with Debian's script: %q, %v", got, err)
+	}
+	// A sysroot always has Debian's layout, and says so when it lacks it.
+	t.Setenv(SysrootEnv, t.TempDir())
+	if _, err := findScript(debian, "rabbitmq-server"); err == nil || !strings.Contains(err.Error(), "make sysroot") {
+		t.Errorf("with an empty sysroot: %v, want an error that says to run make sysroot", err)
+	}
+}
+
+func mustExecutable(tb testing.TB, path string) {
+	tb.Helper()
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		tb.Fatal(err)
 	}
 }
