@@ -5,7 +5,6 @@ package doctest
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,34 +29,12 @@ var dockerImages = sync.OnceValues(func() (string, error) {
 // on a compose project of its own on free ports, as a reader with Docker and
 // no Go would type them. make test-docker runs it.
 func TestDockerTutorials(t *testing.T) {
-	root, err := runner.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out, err := dockerImages()
 	t.Logf("images:\n%s", out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	chapters, err := filepath.Glob(filepath.Join(root, "docs", "tutorials", "[0-9][0-9]-*.md"))
-	if err != nil || len(chapters) == 0 {
-		t.Fatalf("no chapters in docs/tutorials (%v)", err)
-	}
-	for _, path := range chapters {
-		name := strings.TrimSuffix(filepath.Base(path), ".md")
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			text, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			steps, err := parseChapter(string(text))
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			runDockerChapter(t, root, filepath.Base(path), steps)
-		})
-	}
+	eachChapter(t, runDockerChapter)
 }
 
 func runDockerChapter(t *testing.T, root, name string, steps []step) {

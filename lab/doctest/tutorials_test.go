@@ -30,6 +30,12 @@ const (
 // TestTutorials runs every chapter in docs/tutorials, each against a lab of
 // its own on free ports.
 func TestTutorials(t *testing.T) {
+	eachChapter(t, runChapter)
+}
+
+// eachChapter parses every chapter in docs/tutorials and runs it with run,
+// in parallel subtests named after the chapters.
+func eachChapter(t *testing.T, run func(t *testing.T, root, name string, steps []step)) {
 	root, err := runner.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +58,7 @@ func TestTutorials(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: %v", path, err)
 			}
-			runChapter(t, root, filepath.Base(path), steps)
+			run(t, root, filepath.Base(path), steps)
 		})
 	}
 }
