@@ -77,8 +77,10 @@ func mustProblem(tb testing.TB, resp *http.Response, body []byte, status int, fr
 		tb.Errorf("Content-Type %q, want application/problem+json; body %s", ct, body)
 	}
 	for name, want := range securityHeaders {
-		if got := resp.Header.Get(name); got != want {
-			tb.Errorf("%s %q, want %q", name, got, want)
+		// Once: a service's own copy must not reach the client beside the
+		// gateway's.
+		if got := resp.Header.Values(name); len(got) != 1 || got[0] != want {
+			tb.Errorf("%s %q, want %q once", name, got, want)
 		}
 	}
 	var p problem
