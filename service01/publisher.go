@@ -115,7 +115,7 @@ func (p *amqpPublisher) Run(ctx context.Context) error {
 			wait := backoff/2 + rand.N(backoff/2)
 			backoff = min(2*backoff, maxBackoff)
 			p.logger.Warn("cannot connect to RabbitMQ", slog.String("addr", addr),
-				slog.Any("error", err), slog.Duration("retry_in", wait))
+				slog.Any("error", err), slog.Int64("retry_in_ms", wait.Milliseconds()))
 			select {
 			case <-ctx.Done():
 				return nil
