@@ -12,11 +12,14 @@ set -euo pipefail
 
 sysroot=${1:?usage: standins.sh SYSROOT}
 here=$(cd "$(dirname "$0")" && pwd)
-# Stand-ins are rebuilt when their recipe or the sysroot changes.
-recipe=$( (cd "$here" && find standins standins.sh -type f | sort | xargs sha256sum; cat "$sysroot/.versions") | sha256sum | cut -c1-12)
+# Stand-ins are rebuilt when their recipe, the sysroot or the machine's Go
+# (the Go image's stand-in) changes.
+recipe=$( (cd "$here" && find standins standins.sh -type f | sort | xargs sha256sum; cat "$sysroot/.versions"; go version) | sha256sum | cut -c1-12)
 base=pingpong-standin/forky:$recipe
 
-label() { docker image inspect -f '{{index .Config.Labels "org.pingpong.standin"}}' "$1" 2>/dev/null; }
+# label IMAGE: the stand-in label's value, empty for an official image; fails
+# when the engine has no such image.
+label() { docker image inspect -f '{{with .Config.Labels}}{{index . "org.pingpong.standin"}}{{end}}' "$1" 2>/dev/null; }
 
 # have IMAGE: is IMAGE there already, official or a current stand-in?
 have() {
