@@ -7,7 +7,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,21 +14,16 @@ import (
 	"pingpong/lab/runner"
 )
 
-// dockerImages makes the images there once for all chapters.
-var dockerImages = sync.OnceValues(func() (string, error) {
-	root, err := runner.RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	return dockertest.EnsureImages(root, runner.Sysroot())
-})
-
 // TestDockerTutorials runs every chapter's Docker road: its docker compose
 // commands and the console blocks for both roads or for Docker, each chapter
 // on a compose project of its own on free ports, as a reader with Docker and
 // no Go would type them. make test-docker runs it.
 func TestDockerTutorials(t *testing.T) {
-	out, err := dockerImages()
+	root, err := runner.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := dockertest.EnsureImages(root, runner.Sysroot())
 	t.Logf("images:\n%s", out)
 	if err != nil {
 		t.Fatal(err)
