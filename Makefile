@@ -120,6 +120,7 @@ fault: deps
 # it says so.
 .PHONY: test-docker docker-deps
 test-docker: docker-deps sysroot
+	@lab/dockertest/standins.sh "$(SYSROOT)"
 	LAB_SYSROOT=$(SYSROOT) $(GO) test -tags docker -count=1 -timeout 30m $(TESTFLAGS) ./lab/dockertest/
 	LAB_SYSROOT=$(SYSROOT) $(GO) test -tags docker -count=1 -timeout 30m -run '^TestDockerTutorials$$' $(TESTFLAGS) ./lab/doctest/
 
