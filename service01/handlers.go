@@ -37,7 +37,7 @@ const statusClientClosedRequest = 499
 // gets the same 202 and nothing is published; after a failure, the retry
 // publishes that same message again, which is harmless even if the first
 // attempt was stored after all, because service02 stores each id once.
-func handlePing(logger *slog.Logger, pub publisher, keys *idempotencyKeys) http.Handler {
+func handlePing(logger *slog.Logger, cfg config, pub publisher, keys *idempotencyKeys) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if err != nil || mediaType != "application/json" {
@@ -90,10 +90,7 @@ func handlePing(logger *slog.Logger, pub publisher, keys *idempotencyKeys) http.
 			return
 		}
 		if err != nil {
-			detail, result := "The message could not be published; it may not have been stored. Retry the request.", "error"
-			if pubErr, ok := errors.AsType[*publishError](err); ok {
-				detail, result = pubErr.Detail, pubErr.Result
-			}
+			detail, result := publishFailure(cfg, err)
 			logger.Warn("publish failed", slog.String("request_id", m.RequestID), slog.String("id", m.ID),
 				slog.String("result", result), slog.Any("error", err))
 			w.Header().Set("Retry-After", "1")
@@ -108,6 +105,40 @@ func handlePing(logger *slog.Logger, pub publisher, keys *idempotencyKeys) http.
 		w.Header().Set("Location", "/pong/"+m.ID)
 		writeJSON(w, http.StatusAccepted, "application/json", m)
 	})
+}
+
+// publishFailure puts a failed publish into words for the client: what
+// became of the message, and what to do. It returns the result label too,
+// for the log.
+func publishFailure(cfg config, err error) (detail, result string) {
+	pubErr, ok := errors.AsType[*publishError](err)
+	if !ok {
+		return "The message could not be published; it may not have been stored. Retry the request.", "error"
+	}
+	timeout := cfg.ConfirmTimeout
+	switch {
+	case errors.Is(pubErr, errNotConnected):
+		detail = fmt.Sprintf("service01 is not connected to RabbitMQ at %s, so the message was not sent. Retry in a few seconds.", cfg.RabbitAddr())
+	case pubErr.Result == resultBlocked:
+		reason := "an alarm"
+		if b, ok := errors.AsType[*blockedError](pubErr); ok {
+			reason = b.Reason
+		}
+		detail = fmt.Sprintf("RabbitMQ is blocked by a memory or disk alarm (%s) and accepts no messages, so the message was not sent. Retry later; the alarm clears once the broker has freed memory or disk space.", reason)
+	case pubErr.Result == resultUnavailable && pubErr.Sent:
+		detail = "The connection to RabbitMQ closed before the message was confirmed; it may not have been stored. Retry the request."
+	case pubErr.Result == resultUnavailable:
+		detail = "The connection to RabbitMQ failed (could not open a channel, or failed while sending), so the message was not sent. Retry the request."
+	case pubErr.Result == resultTimeout && pubErr.Sent:
+		detail = fmt.Sprintf("RabbitMQ did not confirm the message within %s; it may not have been stored. Retry the request.", timeout)
+	case pubErr.Result == resultTimeout:
+		detail = fmt.Sprintf("No channel to RabbitMQ was free or could be opened within %s, so the message was not sent. Retry the request.", timeout)
+	case pubErr.Result == resultReturned:
+		detail = fmt.Sprintf("RabbitMQ could not route the message to any queue: no queue is bound to exchange %q with routing key %q, so it was not stored. Check the queue and its binding in the management UI (restarting service01 or service02 declares them again), then retry.", cfg.Exchange, cfg.RoutingKey)
+	default: // resultNacked
+		detail = "RabbitMQ refused the message (basic.nack), so it may not have been stored. Retry the request."
+	}
+	return detail, pubErr.Result
 }
 
 // handleHealthz answers 200 while the process is up.

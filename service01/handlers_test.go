@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -56,7 +57,7 @@ func serve(t *testing.T, pub publisher, req *http.Request) *httptest.ResponseRec
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	rec := httptest.NewRecorder()
-	newServer(logger, newMetrics(), pub, newIdempotencyKeys(time.Hour, 100)).ServeHTTP(rec, req)
+	newServer(logger, httpConfig, newMetrics(), pub, newIdempotencyKeys(time.Hour, 100)).ServeHTTP(rec, req)
 	return rec
 }
 
@@ -213,13 +214,42 @@ func TestPingContentTypeParameters(t *testing.T) {
 	}
 }
 
+// httpConfig is the configuration the handlers' words quote.
+var httpConfig = config{ConfirmTimeout: 5 * time.Second, Exchange: "pings", RoutingKey: "ping.created", RabbitHost: "localhost", RabbitPort: 5672}
+
+// TestPublishFailure checks the words for each way a publish fails: what
+// became of the message, and what to do.
+func TestPublishFailure(t *testing.T) {
+	tests := []struct {
+		err    error
+		result string
+		detail string
+	}{
+		{&publishError{Result: resultUnavailable, Err: fmt.Errorf("%w: %w", errNotConnected, errors.New("dial tcp: refused"))}, resultUnavailable, "not connected to RabbitMQ at localhost:5672, so the message was not sent"},
+		{&publishError{Result: resultBlocked, Err: &blockedError{Reason: "low on memory"}}, resultBlocked, "memory or disk alarm (low on memory)"},
+		{&publishError{Result: resultUnavailable, Err: errors.New("channel.open: closed")}, resultUnavailable, "so the message was not sent"},
+		{&publishError{Result: resultUnavailable, Sent: true, Err: errors.New("closed")}, resultUnavailable, "closed before the message was confirmed; it may not have been stored"},
+		{&publishError{Result: resultTimeout, Err: context.DeadlineExceeded}, resultTimeout, "within 5s, so the message was not sent"},
+		{&publishError{Result: resultTimeout, Sent: true, Err: context.DeadlineExceeded}, resultTimeout, "did not confirm the message within 5s; it may not have been stored"},
+		{&publishError{Result: resultReturned, Sent: true, Err: errors.New("basic.return: 312 NO_ROUTE")}, resultReturned, `exchange "pings" with routing key "ping.created"`},
+		{&publishError{Result: resultNacked, Sent: true, Err: errors.New("basic.nack")}, resultNacked, "refused the message (basic.nack)"},
+		{errors.New("boom"), "error", "Retry the request."},
+	}
+	for _, tt := range tests {
+		detail, result := publishFailure(httpConfig, tt.err)
+		if result != tt.result || !strings.Contains(detail, tt.detail) {
+			t.Errorf("publishFailure(%v) = %q, %q; want %q and a detail containing %q", tt.err, detail, result, tt.result, tt.detail)
+		}
+	}
+}
+
 func TestPingPublishFails(t *testing.T) {
 	tests := []struct {
 		name   string
 		err    error
 		detail string
 	}{
-		{"publish error", &publishError{Result: resultTimeout, Detail: "RabbitMQ did not confirm the message within 5s; it may not have been stored. Retry the request.", Err: context.DeadlineExceeded},
+		{"publish error", &publishError{Result: resultTimeout, Sent: true, Err: context.DeadlineExceeded},
 			"RabbitMQ did not confirm the message within 5s"},
 		{"other error", errors.New("boom"), "Retry the request."},
 	}
@@ -347,7 +377,7 @@ func TestRequestID(t *testing.T) {
 func TestMetricsAndLog(t *testing.T) {
 	var logs strings.Builder
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	h := newServer(logger, newMetrics(), &fakePublisher{}, newIdempotencyKeys(time.Hour, 100))
+	h := newServer(logger, config{}, newMetrics(), &fakePublisher{}, newIdempotencyKeys(time.Hour, 100))
 	for _, req := range []*http.Request{
 		newPing(`{"msg":"hello"}`, "application/json"),
 		newPing(`{}`, "application/json"),

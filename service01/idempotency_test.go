@@ -246,7 +246,7 @@ func TestIdempotencyKeysWaiterSharesFailure(t *testing.T) {
 // message is published, every answer is the same 202, the repeats say so.
 func TestPingIdempotencyKey(t *testing.T) {
 	pub := &fakePublisher{}
-	h := newServer(discardLogger(), newMetrics(), pub, newIdempotencyKeys(time.Hour, 100))
+	h := newServer(discardLogger(), config{}, newMetrics(), pub, newIdempotencyKeys(time.Hour, 100))
 	send := func(msg, key string) *httptest.ResponseRecorder {
 		req := newPing(`{"msg":"`+msg+`"}`, "application/json")
 		req.Header.Set("Idempotency-Key", key)
@@ -309,8 +309,8 @@ func TestPingIdempotencyKeyInvalid(t *testing.T) {
 // TestPingIdempotencyKeyRetryAfterFailure checks that a 503 is not
 // repeated: the retry with the same key publishes and gets a 202.
 func TestPingIdempotencyKeyRetryAfterFailure(t *testing.T) {
-	pub := &fakePublisher{err: &publishError{Result: resultUnavailable, Detail: "not connected", Err: errors.New("down")}}
-	h := newServer(discardLogger(), newMetrics(), pub, newIdempotencyKeys(time.Hour, 100))
+	pub := &fakePublisher{err: &publishError{Result: resultUnavailable, Err: errors.New("down")}}
+	h := newServer(discardLogger(), config{}, newMetrics(), pub, newIdempotencyKeys(time.Hour, 100))
 	send := func() *httptest.ResponseRecorder {
 		req := newPing(`{"msg":"hello"}`, "application/json")
 		req.Header.Set("Idempotency-Key", "k1")
@@ -341,7 +341,7 @@ func TestPingIdempotencyKeyWaiterHangsUp(t *testing.T) {
 	pub := &blockingPublisher{started: make(chan struct{}), release: release}
 	var logs strings.Builder
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
-	h := newServer(logger, newMetrics(), pub, newIdempotencyKeys(time.Hour, 100))
+	h := newServer(logger, config{}, newMetrics(), pub, newIdempotencyKeys(time.Hour, 100))
 	send := func(ctx context.Context) *httptest.ResponseRecorder {
 		req := newPing(`{"msg":"hello"}`, "application/json").WithContext(ctx)
 		req.Header.Set("Idempotency-Key", "order-7")

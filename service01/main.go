@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	m := newMetrics()
 	pub := newPublisher(cfg, logger, m)
 	srv := &http.Server{
-		Handler:           newServer(logger, m, pub, newIdempotencyKeys(cfg.IdempotencyTTL, cfg.IdempotencyKeys)),
+		Handler:           newServer(logger, cfg, m, pub, newIdempotencyKeys(cfg.IdempotencyTTL, cfg.IdempotencyKeys)),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      15 * time.Second,

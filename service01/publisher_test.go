@@ -275,8 +275,11 @@ func TestPublishReturnedWhenUnroutable(t *testing.T) {
 		t.Fatalf("Publish to an exchange without bindings: result %q (%v), want returned", got, err)
 	}
 	pubErr, _ := errors.AsType[*publishError](err)
-	if !strings.Contains(pubErr.Detail, cfg.Exchange) || !strings.Contains(pubErr.Err.Error(), "NO_ROUTE") {
-		t.Errorf("detail %q, cause %q: want the exchange and the broker's NO_ROUTE", pubErr.Detail, pubErr.Err)
+	if !pubErr.Sent || !strings.Contains(pubErr.Err.Error(), "NO_ROUTE") {
+		t.Errorf("sent %v, cause %q: want sent, and the broker's NO_ROUTE", pubErr.Sent, pubErr.Err)
+	}
+	if detail, _ := publishFailure(cfg, err); !strings.Contains(detail, cfg.Exchange) {
+		t.Errorf("detail %q: want the exchange", detail)
 	}
 
 	// The return was this message's: the next one, routable again, is
@@ -452,9 +455,8 @@ func TestMemoryAlarm(t *testing.T) {
 		t.Fatalf("Publish during the alarm: %v", err)
 		return false
 	})
-	pubErr, _ := errors.AsType[*publishError](err)
-	if !strings.Contains(pubErr.Detail, "memory or disk alarm") {
-		t.Errorf("detail = %q, want it to name the alarm", pubErr.Detail)
+	if detail, _ := publishFailure(cfg, err); !strings.Contains(detail, "memory or disk alarm") {
+		t.Errorf("detail = %q, want it to name the alarm", detail)
 	}
 	if p.Ready() != nil {
 		t.Errorf("Ready() = %v during an alarm; the connection is still up", p.Ready())

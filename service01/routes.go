@@ -8,9 +8,9 @@ import (
 )
 
 // newServer returns service01's whole HTTP API.
-func newServer(logger *slog.Logger, m *metrics, pub publisher, keys *idempotencyKeys) http.Handler {
+func newServer(logger *slog.Logger, cfg config, m *metrics, pub publisher, keys *idempotencyKeys) http.Handler {
 	mux := http.NewServeMux()
-	addRoutes(mux, logger, m, pub, keys)
+	addRoutes(mux, logger, cfg, m, pub, keys)
 	return observe(logger, m, mux)
 }
 
@@ -18,8 +18,8 @@ func newServer(logger *slog.Logger, m *metrics, pub publisher, keys *idempotency
 // method, so that a wrong method gets a 405 problem with an Allow header
 // (ServeMux's own 405 is plain text); "/" answers 404 for everything else.
 // A "GET" pattern also serves HEAD.
-func addRoutes(mux *http.ServeMux, logger *slog.Logger, m *metrics, pub publisher, keys *idempotencyKeys) {
-	mux.Handle("POST /ping", handlePing(logger, pub, keys))
+func addRoutes(mux *http.ServeMux, logger *slog.Logger, cfg config, m *metrics, pub publisher, keys *idempotencyKeys) {
+	mux.Handle("POST /ping", handlePing(logger, cfg, pub, keys))
 	mux.Handle("/ping", handleMethodNotAllowed("POST"))
 
 	mux.Handle("GET /healthz", handleHealthz())

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// This file is the hardening around the lesson in confirm.go: staying
+// connected (dial, backoff, re-declaring the topology), a pool of channels
+// in confirm mode, and knowing when the broker blocks publishers.
+
+// Connection timing.
+const (
+	minBackoff   = 100 * time.Millisecond // first wait before re-dialling
+	maxBackoff   = 5 * time.Second        // the wait doubles up to this
+	dialTimeout  = 5 * time.Second        // TCP connect, then the AMQP handshake
+	closeTimeout = 5 * time.Second        // the connection.close handshake at shutdown
+)
+
+// Run connects to the broker, declares the topology and stays connected,
+// re-dialling with exponential backoff and jitter whenever the connection
+// fails, until ctx is done; then it closes the connection and returns nil.
+// It returns an error only for what retrying cannot fix: a queue or
+// exchange that exists with other settings (a *topologyError).
+//
+// Stop the HTTP server before ctx is done, so that the requests in flight
+// get their confirms before the connection closes.
+func (p *amqpPublisher) Run(ctx context.Context) error {
+	addr := p.cfg.RabbitAddr()
+	backoff := minBackoff
+	for {
+		s, err := p.connect(ctx)
+		if err != nil {
+			if topoErr, ok := errors.AsType[*topologyError](err); ok {
+				p.setDown(topoErr)
+				return topoErr
+			}
+			if ctx.Err() != nil {
+				return nil
+			}
+			p.setDown(fmt.Errorf("not connected to RabbitMQ at %s: %w; retrying", addr, err))
+			// Jitter spreads the retries of many instances after a broker restart.
+			wait := backoff/2 + rand.N(backoff/2)
+			backoff = min(2*backoff, maxBackoff)
+			p.logger.Warn("cannot connect to RabbitMQ", slog.String("addr", addr),
+				slog.Any("error", err), slog.Int64("retry_in_ms", wait.Milliseconds()))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(wait):
+			}
+			continue
+		}
+
+		backoff = minBackoff
+		p.setUp(s)
+		p.logger.Info("connected to RabbitMQ", slog.String("addr", addr))
+		select {
+		case <-ctx.Done():
+			p.setDown(errors.New("service01 is shutting down"))
+			if err := s.close(); err != nil {
+				p.logger.Warn("closing the RabbitMQ connection", slog.Any("error", err))
+			}
+			p.logger.Info("closed the RabbitMQ connection")
+			return nil
+		case amqpErr := <-s.closed: // nil if the library closed it without an error
+			why := fmt.Errorf("lost the connection to RabbitMQ at %s: %v; reconnecting", addr, amqpErr)
+			p.setDown(why)
+			p.logger.Warn("lost the connection to RabbitMQ", slog.String("addr", addr), slog.Any("error", amqpErr))
+		}
+	}
+}
+
+// connect dials the broker and declares the topology.
+func (p *amqpPublisher) connect(ctx context.Context) (*session, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName("service01") // shown in the management UI
+	conn, err := amqp.DialConfig(p.cfg.AMQPURL(), amqp.Config{
+		Properties: props,
+		Dial:       dialContext(ctx),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := newSession(conn, p.cfg.PublishChannels, p.logger)
+
+	ch, err := conn.Channel()
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("channel.open: %w", err)
+	}
+	if err := declareTopology(ch, p.cfg); err != nil {
+		s.close()
+		return nil, err
+	}
+	if err := ch.Close(); err != nil {
+		s.close()
+		return nil, fmt.Errorf("channel.close: %w", err)
+	}
+	return s, nil
+}
+
+// dialContext is amqp.DefaultDial made to give up when ctx is done, so
+// that shutting down does not wait for a dial to an unreachable broker.
+func dialContext(ctx context.Context) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: dialTimeout}
+		conn, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		// Bound the AMQP handshake too; amqp091-go clears the deadline once
+		// the connection is open.
+		if err := conn.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		return conn, nil
+	}
+}
+
+// blockedError is the cause of a publish refused at once because the broker
+// blocks publishing connections (a memory or disk alarm).
+type blockedError struct {
+	Reason string // the broker's words
+}
+
+func (e *blockedError) Error() string { return "connection blocked: " + e.Reason }
+
+// session is one connection to the broker and the publishing channels
+// opened on it. A new connection gets a new session.
+type session struct {
+	conn   *amqp.Connection
+	closed chan *amqp.Error // connection.close from the broker, or a network error
+
+	// pool holds one entry per channel that may be in use: an open channel
+	// ready to publish on, or nil for one to open. Taking an entry is the
+	// right to publish, so at most SERVICE01_PUBLISH_CHANNELS messages are
+	// in flight, each alone on its channel. (amqp091-go channels must not
+	// be shared by goroutines that publish, and one message per channel is
+	// what makes a basic.return easy to attribute.)
+	pool chan *confirmChannel
+
+	mu      sync.Mutex
+	blocked string // why the broker blocks publishing, while it does
+}
+
+func newSession(conn *amqp.Connection, channels int, logger *slog.Logger) *session {
+	s := &session{
+		conn:   conn,
+		closed: conn.NotifyClose(make(chan *amqp.Error, 1)),
+		pool:   make(chan *confirmChannel, channels),
+	}
+	for range channels {
+		s.pool <- nil
+	}
+	// The broker blocks publishing connections during a memory or disk
+	// alarm: published messages then wait, unconfirmed, until it clears.
+	// Knowing it lets Publish answer at once instead of timing out. The
+	// library closes the channel when the connection closes.
+	blockings := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+	go func() {
+		for b := range blockings {
+			s.mu.Lock()
+			s.blocked = ""
+			if b.Active {
+				s.blocked = b.Reason
+				if s.blocked == "" {
+					s.blocked = "no reason given"
+				}
+			}
+			s.mu.Unlock()
+			if b.Active {
+				logger.Warn("RabbitMQ blocks publishing", slog.String("reason", b.Reason))
+			} else {
+				logger.Info("RabbitMQ unblocked publishing")
+			}
+		}
+	}()
+	return s
+}
+
+// blockedReason returns why the broker blocks publishing, or "".
+func (s *session) blockedReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.blocked
+}
+
+// acquire takes a channel from the pool, opening one if needed, waiting
+// until ctx is done at most.
+func (s *session) acquire(ctx context.Context) (*confirmChannel, error) {
+	var c *confirmChannel
+	select {
+	case c = <-s.pool:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a free channel: %w", ctx.Err())
+	}
+	if c != nil && !c.ch.IsClosed() {
+		return c, nil
+	}
+	c, err := openConfirmChannel(ctx, s.conn)
+	if err != nil {
+		s.pool <- nil
+		return nil, err
+	}
+	return c, nil
+}
+
+// release gives a channel back to the pool for the next message. A channel
+// in doubt (publishConfirmed could not tell what became of its message) is
+// closed in the background instead, and its place freed for a new one.
+func (s *session) release(c *confirmChannel) {
+	if c.inDoubt {
+		go c.ch.Close()
+		s.pool <- nil
+		return
+	}
+	s.pool <- c
+}
+
+// close closes the connection, and with it its channels. The deadline
+// matters when the broker blocks the connection: it then reads nothing
+// from it, not even connection.close.
+func (s *session) close() error {
+	return s.conn.CloseDeadline(time.Now().Add(closeTimeout))
+}
+
+// confirmChannel is a channel in confirm mode, for one message at a time.
+type confirmChannel struct {
+	ch      *amqp.Channel
+	returns chan amqp.Return // basic.return: an unroutable message came back
+	closed  chan *amqp.Error // the channel closed
+	inDoubt bool             // a late confirm or return may still come: never reuse
+}
+
+// openConfirmChannel opens a channel in confirm mode, giving up when ctx
+// is done. Opening takes two round trips to the broker, which a blocked
+// connection never completes: RabbitMQ stops reading from a connection it
+// blocks, until the alarm clears.
+func openConfirmChannel(ctx context.Context, conn *amqp.Connection) (*confirmChannel, error) {
+	type opened struct {
+		c   *confirmChannel
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		c, err := openConfirmChannelNow(conn)
+		done <- opened{c, err}
+	}()
+	select {
+	case o := <-done:
+		return o.c, o.err
+	case <-ctx.Done():
+		// Close the channel if it opens after all.
+		go func() {
+			if o := <-done; o.err == nil {
+				o.c.ch.Close()
+			}
+		}()
+		return nil, fmt.Errorf("opening a channel: %w", ctx.Err())
+	}
+}
+
+func openConfirmChannelNow(conn *amqp.Connection) (*confirmChannel, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("channel.open: %w", err)
+	}
+	if err := ch.Confirm(
+		false, // noWait
+	); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("confirm.select: %w", err)
+	}
+	return &confirmChannel{
+		ch: ch,
+		// Buffered, so the library never waits on us: it sends at most one
+		// return per message and one close error per channel, and Publish
+		// reads the return of every message.
+		returns: ch.NotifyReturn(make(chan amqp.Return, 1)),
+		closed:  ch.NotifyClose(make(chan *amqp.Error, 1)),
+	}, nil
+}
