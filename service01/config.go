@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -111,8 +112,8 @@ func (c config) validate(skip map[string]bool) []error {
 	if c.Port < 1 || c.Port > 65535 {
 		bad("SERVICE01_PORT", "must be a port between 1 and 65535, got %d", c.Port)
 	}
-	if _, err := parseLogLevel(c.LogLevel); err != nil {
-		bad("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
+	if _, ok := logLevels[strings.ToLower(c.LogLevel)]; !ok {
+		bad("LOG_LEVEL", `must be "debug", "info", "warn" or "error", got %q`, c.LogLevel)
 	}
 	if c.RabbitHost == "" {
 		bad("RABBITMQ_HOST", "must not be empty")
@@ -180,17 +181,13 @@ func (c config) AMQPURL() string {
 	return u.String()
 }
 
-// parseLogLevel maps LOG_LEVEL to a slog level.
-func parseLogLevel(s string) (slog.Level, error) {
-	switch s {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn":
-		return slog.LevelWarn, nil
-	case "error":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("unknown log level %q", s)
+// logLevels are the values LOG_LEVEL may take, in any case.
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug,
+	"info":  slog.LevelInfo,
+	"warn":  slog.LevelWarn,
+	"error": slog.LevelError,
 }
+
+// Level is the slog level LOG_LEVEL names.
+func (c config) Level() slog.Level { return logLevels[strings.ToLower(c.LogLevel)] }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -93,7 +94,7 @@ func TestConfigInvalid(t *testing.T) {
 		`RABBITMQ_PORT: must be a whole number, got "amqp"`,
 		`SERVICE01_CONFIRM_TIMEOUT: must be a duration such as 5s or 500ms, got "5"`,
 		"SERVICE01_PORT: must be a port between 1 and 65535, got 70000",
-		`LOG_LEVEL: must be debug, info, warn or error, got "verbose"`,
+		`LOG_LEVEL: must be "debug", "info", "warn" or "error", got "verbose"`,
 		`RABBITMQ_QUEUE_TYPE: must be "quorum" or "classic", got "x"`,
 		"RABBITMQ_DELIVERY_LIMIT: must be at least 1, got -1",
 		"SERVICE01_PUBLISH_CHANNELS: must be between 1 and 2047 (RabbitMQ's default channel_max), got 0",
@@ -141,5 +142,19 @@ func TestConfigInvalidOneAtATime(t *testing.T) {
 				t.Errorf("error:\n%s\nwant a line starting %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// LOG_LEVEL is read in any case, the same in both services.
+func TestLogLevelAnyCase(t *testing.T) {
+	for value, want := range map[string]slog.Level{"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "Warn": slog.LevelWarn, "ERROR": slog.LevelError} {
+		cfg, err := parseConfig(getenvFrom(map[string]string{"LOG_LEVEL": value}))
+		if err != nil {
+			t.Errorf("LOG_LEVEL=%s: %v", value, err)
+			continue
+		}
+		if got := cfg.Level(); got != want {
+			t.Errorf("LOG_LEVEL=%s: level %v, want %v", value, got, want)
+		}
 	}
 }

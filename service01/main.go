@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return checkReady(ctx, cfg.Port)
 	}
 
-	level, _ := parseLogLevel(cfg.LogLevel) // validated by parseConfig
+	level := cfg.Level()
 	logger := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: level})).
 		With(slog.String("service", "service01"))
 

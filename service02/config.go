@@ -38,10 +38,10 @@ type config struct {
 	StoreCapacity int `env:"SERVICE02_STORE_CAPACITY" envDefault:"10000"`
 }
 
-// loadConfig reads the configuration through getenv. A variable that is
+// parseConfig reads the configuration through getenv. A variable that is
 // unset or empty takes its default. Every invalid value is reported, one line
 // each, so that a single run shows everything there is to fix.
-func loadConfig(getenv func(string) string) (config, error) {
+func parseConfig(getenv func(string) string) (config, error) {
 	params, err := env.GetFieldParams(&config{})
 	if err != nil {
 		return config{}, err

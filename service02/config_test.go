@@ -17,9 +17,9 @@ func getenvFrom(vars map[string]string) func(string) string {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	cfg, err := loadConfig(getenvFrom(nil))
+	cfg, err := parseConfig(getenvFrom(nil))
 	if err != nil {
-		t.Fatalf("loadConfig with an empty environment: %v", err)
+		t.Fatalf("parseConfig with an empty environment: %v", err)
 	}
 	want := config{
 		Port: 8002, ListenHost: "", LogLevel: "info",
@@ -74,7 +74,7 @@ func TestConfigMatchesEnvExample(t *testing.T) {
 }
 
 func TestConfigFromEnvironment(t *testing.T) {
-	cfg, err := loadConfig(getenvFrom(map[string]string{
+	cfg, err := parseConfig(getenvFrom(map[string]string{
 		"SERVICE02_PORT":           "9002",
 		"LISTEN_HOST":              "::1",
 		"LOG_LEVEL":                "DEBUG",
@@ -131,9 +131,9 @@ func TestConfigInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := loadConfig(getenvFrom(tt.vars))
+			_, err := parseConfig(getenvFrom(tt.vars))
 			if err == nil {
-				t.Fatal("loadConfig accepted it")
+				t.Fatal("parseConfig accepted it")
 			}
 			lines := strings.Split(err.Error(), "\n")
 			// A heading, then exactly one line per problem.
@@ -160,7 +160,7 @@ func TestAMQPURLEscapes(t *testing.T) {
 		{"lab", "lab", "my vhost/with?odd#chars%"},
 		{"lab", "lab", ""},
 	} {
-		cfg, err := loadConfig(getenvFrom(map[string]string{
+		cfg, err := parseConfig(getenvFrom(map[string]string{
 			"RABBITMQ_HOST": "broker.example", "RABBITMQ_PORT": "5673",
 			"RABBITMQ_DEFAULT_USER": c.user, "RABBITMQ_DEFAULT_PASS": c.pass, "RABBITMQ_VHOST": c.vhost,
 		}))
@@ -178,6 +178,20 @@ func TestAMQPURLEscapes(t *testing.T) {
 		if uri.Host != "broker.example" || uri.Port != 5673 || uri.Username != c.user || uri.Password != c.pass || uri.Vhost != wantVhost {
 			t.Errorf("%q parses as host %q port %d user %q password %q vhost %q; want %+v",
 				cfg.AMQPURL(), uri.Host, uri.Port, uri.Username, uri.Password, uri.Vhost, c)
+		}
+	}
+}
+
+// LOG_LEVEL is read in any case, the same in both services.
+func TestLogLevelAnyCase(t *testing.T) {
+	for value, want := range map[string]slog.Level{"debug": slog.LevelDebug, "INFO": slog.LevelInfo, "Warn": slog.LevelWarn, "ERROR": slog.LevelError} {
+		cfg, err := parseConfig(getenvFrom(map[string]string{"LOG_LEVEL": value}))
+		if err != nil {
+			t.Errorf("LOG_LEVEL=%s: %v", value, err)
+			continue
+		}
+		if got := cfg.Level(); got != want {
+			t.Errorf("LOG_LEVEL=%s: level %v, want %v", value, got, want)
 		}
 	}
 }

@@ -30,7 +30,7 @@ import (
 // broker, with exchange and queue names of the test's own.
 func testTopologyConfig(tb testing.TB, r *testRabbit) config {
 	tb.Helper()
-	cfg, err := loadConfig(getenvFrom(nil))
+	cfg, err := parseConfig(getenvFrom(nil))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return err
 	}
-	cfg, err := loadConfig(getenv)
+	cfg, err := parseConfig(getenv)
 	if err != nil {
 		return err
 	}
