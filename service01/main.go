@@ -90,8 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		slog.String("queue", cfg.Queue),
 		slog.String("queue_type", cfg.QueueType),
 		slog.Int("publish_channels", cfg.PublishChannels),
-		slog.Duration("confirm_timeout", cfg.ConfirmTimeout),
-		slog.Duration("idempotency_ttl", cfg.IdempotencyTTL),
+		slog.String("confirm_timeout", cfg.ConfirmTimeout.String()),
+		slog.String("idempotency_ttl", cfg.IdempotencyTTL.String()),
 		slog.Int("idempotency_keys", cfg.IdempotencyKeys),
 	)
 

@@ -96,7 +96,7 @@ func (p *amqpPublisher) Publish(ctx context.Context, m message) error {
 	p.metrics.publishes.WithLabelValues(result).Inc()
 	if result == resultConfirmed {
 		p.logger.Debug("published", slog.String("id", m.ID), slog.String("request_id", m.RequestID),
-			slog.Duration("took", time.Since(start)))
+			slog.Float64("took_ms", float64(time.Since(start).Microseconds())/1000))
 	}
 	return err
 }
