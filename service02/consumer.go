@@ -5,19 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-)
-
-const (
-	// dialTimeout bounds the TCP connect and then the AMQP handshake.
-	dialTimeout = 5 * time.Second
-	// closeTimeout bounds the goodbye to the broker at shutdown.
-	closeTimeout = 5 * time.Second
 )
 
 // consumer moves messages from the queue into the store.
@@ -46,64 +37,6 @@ func newConsumer(cfg config, tag string, store *Store, m *metrics, logger *slog.
 		metrics:  m,
 		logger:   logger,
 		notReady: fmt.Errorf("not connected to RabbitMQ at %s yet; connecting", cfg.BrokerAddr()),
-	}
-}
-
-// Ready is nil while the consumer is connected, has declared the topology and
-// is consuming; otherwise it says why not.
-func (c *consumer) Ready() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.notReady
-}
-
-func (c *consumer) setReady(err error) {
-	c.mu.Lock()
-	c.notReady = err
-	c.mu.Unlock()
-	if err == nil {
-		c.metrics.connected.Set(1)
-	} else {
-		c.metrics.connected.Set(0)
-	}
-}
-
-// Run consumes until ctx is done, then stops in order (cancel the consumer,
-// store and ack what was already delivered, close) and returns nil.
-//
-// Whenever the broker cannot be reached, or the connection or channel is
-// lost, Run marks the consumer not ready and dials again, with exponential
-// backoff and jitter, for as long as it takes; each new connection declares
-// the topology, sets the prefetch and consumes again. amqp091-go has an
-// automatic recovery of its own (Config.Recovery), but this loop also retries
-// the first dial, never gives up, and drives readiness and the
-// service02_connected metric, which is what a service needs.
-//
-// The only error Run returns is a *mismatchError: an exchange or queue exists
-// with other arguments, which no retry can fix.
-func (c *consumer) Run(ctx context.Context) error {
-	delay := newBackoff(100*time.Millisecond, 5*time.Second)
-	for {
-		consumed, err := c.session(ctx)
-		if ctx.Err() != nil {
-			c.setReady(errors.New("shutting down"))
-			return nil
-		}
-		if mismatch, ok := errors.AsType[*mismatchError](err); ok {
-			c.setReady(mismatch)
-			return mismatch
-		}
-		c.setReady(fmt.Errorf("not connected to RabbitMQ at %s: %w; retrying", c.addr, err))
-		if consumed {
-			delay.reset() // it worked a moment ago: try again soon
-		}
-		wait := delay.next()
-		c.logger.Warn("RabbitMQ unavailable; will retry",
-			"broker", c.addr, "error", err.Error(), "retry_in_ms", wait.Milliseconds())
-		if !sleep(ctx, wait) {
-			c.setReady(errors.New("shutting down"))
-			return nil
-		}
 	}
 }
 
@@ -217,21 +150,6 @@ func (c *consumer) consume(ctx context.Context, deliveries <-chan amqp.Delivery,
 	}
 }
 
-// closeReason says why the deliveries stopped.
-func closeReason(closed <-chan *amqp.Error) error {
-	select {
-	case e, ok := <-closed:
-		if ok && e != nil {
-			return fmt.Errorf("connection or channel closed: %w", e)
-		}
-		return errors.New("channel closed")
-	default:
-		// The channel is open: the broker cancelled the consumer, which it
-		// does when the queue is deleted. Reconnecting declares it again.
-		return errors.New("the broker cancelled the consumer (was the queue deleted?)")
-	}
-}
-
 // shutdown stops consuming without losing anything: after basic.cancel the
 // broker sends no more messages, the ones already received are stored and
 // acknowledged, and only then is the channel closed. A message received but
@@ -263,9 +181,10 @@ func (c *consumer) shutdown(conn *amqp.Connection, ch *amqp.Channel, deliveries 
 	}
 }
 
-// handle stores or dead-letters one delivery. Nothing it receives can stop
-// the consumer: every outcome is an ack (now or in the next batch) or a
-// reject.
+// handle is the lesson of service02, for one delivery: validate, store,
+// then acknowledge; an invalid message is rejected to the dead-letter
+// exchange instead. Nothing it receives can stop the consumer: every outcome
+// is an ack (now or in the next batch) or a reject.
 func (c *consumer) handle(d amqp.Delivery, acks *acker) {
 	m, err := decodeMessage(d.Body)
 	if err != nil {
@@ -293,132 +212,7 @@ func (c *consumer) handle(d amqp.Delivery, acks *acker) {
 	// ack sent first, a crash between the two would lose the message; this
 	// way a crash leaves it unacked and the broker delivers it again (the
 	// store drops the duplicate). A duplicate is acked too: the store holds
-	// it already, and left unacked it would only come back.
-	acks.stored(d.DeliveryTag)
-}
-
-// ackBatch is how many stored messages may wait for their ack: half the
-// prefetch, at least 1. The broker sends no more than the prefetch ahead of
-// the acks; acking at half of it lets the broker refill the other half
-// while the consumer works, so the window never fills up and stalls.
-func ackBatch(prefetch int) int {
-	return max(prefetch/2, 1)
-}
-
-// acker acknowledges stored deliveries in batches, with basic.ack
-// multiple=true: one ack for tag N settles every delivery on the channel
-// with a tag up to N that is still unacknowledged.
-//
-// That is safe only because the consumer handles its deliveries one at a
-// time, in the order of their tags, on one goroutine: when the delivery
-// with tag N is stored, every earlier one has been stored or dead-lettered
-// already. With several workers, "up to N" could ack a message still being
-// stored.
-//
-// An acker belongs to one channel (tags are per channel) and one goroutine.
-type acker struct {
-	ch     amqp.Acknowledger // the channel; a fake in unit tests
-	batch  int               // flush when this many are pending
-	logger *slog.Logger
-
-	tag     uint64 // the highest tag stored but not yet acked
-	pending int    // how many stored deliveries that ack will cover
-}
-
-func newAcker(ch amqp.Acknowledger, batch int, logger *slog.Logger) *acker {
-	return &acker{ch: ch, batch: batch, logger: logger}
-}
-
-// stored records that the delivery with this tag is stored (or was found to
-// be a duplicate), and flushes when the batch is full.
-func (a *acker) stored(tag uint64) {
-	a.tag = tag
-	a.pending++
-	if a.pending >= a.batch {
-		a.flush()
-	}
-}
-
-// flush acks every stored delivery not acked yet, in one basic.ack; it does
-// nothing when none is pending.
-func (a *acker) flush() {
-	if a.pending == 0 {
-		return
-	}
-	if err := a.ch.Ack(a.tag, true /* multiple */); err != nil {
-		// Ack fails only when the channel is closed or the connection
-		// broken, and then the broker puts the messages back in the queue
-		// by itself: they come again and the store drops them. Retrying
-		// would not help.
-		a.logger.Warn("basic.ack failed; the messages will be redelivered",
-			"error", err.Error(), "delivery_tag", a.tag, "messages", a.pending)
-	}
-	a.pending = 0
-}
-
-// deadLetter rejects the delivery with this tag alone, without requeueing,
-// so that the broker dead-letters it.
-//
-// It flushes the pending acks first. Acking past a nacked tag later would be
-// safe as well (a nacked delivery is no longer outstanding, so a multiple
-// ack does not touch it), but this way the order on the wire is plain:
-// everything before the invalid message is acked, then it is nacked.
-func (a *acker) deadLetter(tag uint64) error {
-	a.flush()
-	return a.ch.Nack(tag,
-		false, // multiple: this delivery only
-		false, // requeue: dead-letter it instead
-	)
-}
-
-// dialContext is amqp.DefaultDial that also gives up when ctx is done, so
-// that a shutdown does not wait for a dial to a broker that does not answer.
-func dialContext(ctx context.Context, timeout time.Duration) func(network, addr string) (net.Conn, error) {
-	return func(network, addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: timeout}
-		conn, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		// Heartbeats have not started yet: bound the AMQP handshake. The
-		// library clears the deadline once connected.
-		if err := conn.SetDeadline(time.Now().Add(timeout)); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		return conn, nil
-	}
-}
-
-// backoff computes exponentially growing delays with jitter, so that
-// services restarting together do not retry in lockstep.
-type backoff struct {
-	initial, max, cur time.Duration
-}
-
-func newBackoff(initial, ceiling time.Duration) *backoff {
-	return &backoff{initial: initial, max: ceiling, cur: initial}
-}
-
-// next returns a delay between half and all of the current step, then
-// doubles the step, up to max.
-func (b *backoff) next() time.Duration {
-	d := b.cur/2 + rand.N(b.cur/2+1)
-	b.cur = min(2*b.cur, b.max)
-	return d
-}
-
-func (b *backoff) reset() { b.cur = b.initial }
-
-// sleep waits for d, or less when ctx is done first; it reports whether it
-// waited the whole d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	// it already, and left unacked it would only come back. acks.ack is
+	// d.Ack(false) sent in batches (acker.go).
+	acks.ack(d.DeliveryTag)
 }

@@ -883,7 +883,7 @@ func TestAcker(t *testing.T) {
 				tag, _ := strconv.ParseUint(arg, 10, 64)
 				switch op {
 				case "stored":
-					a.stored(tag)
+					a.ack(tag)
 				case "dead":
 					if err := a.deadLetter(tag); err != nil {
 						t.Fatal(err)
@@ -903,8 +903,8 @@ func TestAckerFailedAckIsLoggedAndDropped(t *testing.T) {
 	ch := &fakeChannel{err: amqp.ErrClosed}
 	var logs bytes.Buffer
 	a := newAcker(ch, 100, slog.New(slog.NewJSONHandler(&logs, nil)))
-	a.stored(1)
-	a.stored(2)
+	a.ack(1)
+	a.ack(2)
 	a.flush()
 	// The channel is gone: the broker requeues the messages by itself, so
 	// a second flush must not try again.
