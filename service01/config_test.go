@@ -18,25 +18,27 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("parseConfig with no variables: %v", err)
 	}
 	want := config{
-		Port:               8001,
-		ListenHost:         "",
-		LogLevel:           "info",
-		RabbitHost:         "localhost",
-		RabbitPort:         5672,
-		RabbitUser:         "lab",
-		RabbitPass:         "lab",
-		RabbitVhost:        "/",
-		Exchange:           "pings",
-		RoutingKey:         "ping.created",
-		Queue:              "pings",
-		QueueType:          "quorum",
-		DeliveryLimit:      5,
-		DeadLetterExchange: "pings.dlx",
-		DeadLetterQueue:    "pings.dead",
-		ConfirmTimeout:     5 * time.Second,
-		PublishChannels:    64,
-		IdempotencyTTL:     24 * time.Hour,
-		IdempotencyKeys:    100000,
+		Port:       8001,
+		ListenHost: "",
+		LogLevel:   "info",
+		RabbitMQConfig: RabbitMQConfig{
+			RabbitMQHost:       "localhost",
+			RabbitMQPort:       5672,
+			RabbitMQUser:       "lab",
+			RabbitMQPass:       "lab",
+			RabbitMQVHost:      "/",
+			Exchange:           "pings",
+			RoutingKey:         "ping.created",
+			Queue:              "pings",
+			QueueType:          "quorum",
+			DeliveryLimit:      5,
+			DeadLetterExchange: "pings.dlx",
+			DeadLetterQueue:    "pings.dead",
+		},
+		ConfirmTimeout:  5 * time.Second,
+		PublishChannels: 64,
+		IdempotencyTTL:  24 * time.Hour,
+		IdempotencyKeys: 100000,
 	}
 	if cfg != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -90,10 +92,10 @@ func TestConfigInvalid(t *testing.T) {
 		t.Fatal("parseConfig accepted invalid values")
 	}
 	wantLines := []string{
-		"invalid configuration:",
+		"invalid configuration (.env.example lists every variable):",
 		`RABBITMQ_PORT: must be a whole number, got "amqp"`,
 		`SERVICE01_CONFIRM_TIMEOUT: must be a duration such as 5s or 500ms, got "5"`,
-		"SERVICE01_PORT: must be a port between 1 and 65535, got 70000",
+		"SERVICE01_PORT: must be a port number from 1 to 65535, got 70000",
 		`LOG_LEVEL: must be "debug", "info", "warn" or "error", got "verbose"`,
 		`RABBITMQ_QUEUE_TYPE: must be "quorum" or "classic", got "x"`,
 		"RABBITMQ_DELIVERY_LIMIT: must be at least 1, got -1",
@@ -120,9 +122,9 @@ func TestConfigInvalidOneAtATime(t *testing.T) {
 	tests := []struct {
 		key, value, want string
 	}{
-		{"SERVICE01_PORT", "0", "SERVICE01_PORT: must be a port between 1 and 65535, got 0"},
+		{"SERVICE01_PORT", "0", "SERVICE01_PORT: must be a port number from 1 to 65535, got 0"},
 		{"SERVICE01_PORT", "http", `SERVICE01_PORT: must be a whole number, got "http"`},
-		{"RABBITMQ_PORT", "-5", "RABBITMQ_PORT: must be a port between 1 and 65535, got -5"},
+		{"RABBITMQ_PORT", "-5", "RABBITMQ_PORT: must be a port number from 1 to 65535, got -5"},
 		{"RABBITMQ_QUEUE_TYPE", "stream", `RABBITMQ_QUEUE_TYPE: must be "quorum" or "classic", got "stream"`},
 		{"SERVICE01_PUBLISH_CHANNELS", "-1", "SERVICE01_PUBLISH_CHANNELS: must be between 1 and 2047"},
 		{"SERVICE01_PUBLISH_CHANNELS", "5000", "SERVICE01_PUBLISH_CHANNELS: must be between 1 and 2047"},

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"sync"
 	"time"
 
@@ -14,53 +12,41 @@ import (
 )
 
 // This file is the hardening around the lesson in confirm.go: staying
-// connected (dial, backoff, re-declaring the topology), a pool of channels
+// connected (backoff, re-declaring the topology; dial.go dials), a pool of channels
 // in confirm mode, and knowing when the broker blocks publishers.
-
-// Connection timing.
-const (
-	minBackoff   = 100 * time.Millisecond // first wait before re-dialling
-	maxBackoff   = 5 * time.Second        // the wait doubles up to this
-	dialTimeout  = 5 * time.Second        // TCP connect, then the AMQP handshake
-	closeTimeout = 5 * time.Second        // the connection.close handshake at shutdown
-)
 
 // Run connects to the broker, declares the topology and stays connected,
 // re-dialling with exponential backoff and jitter whenever the connection
 // fails, until ctx is done; then it closes the connection and returns nil.
 // It returns an error only for what retrying cannot fix: a queue or
-// exchange that exists with other settings (a *topologyError).
+// exchange that exists with other settings (a *mismatchError).
 //
 // Stop the HTTP server before ctx is done, so that the requests in flight
 // get their confirms before the connection closes.
 func (p *amqpPublisher) Run(ctx context.Context) error {
-	addr := p.cfg.RabbitAddr()
-	backoff := minBackoff
+	addr := p.cfg.RabbitMQAddr()
+	var delay backoff
 	for {
 		s, err := p.connect(ctx)
 		if err != nil {
-			if topoErr, ok := errors.AsType[*topologyError](err); ok {
-				p.setDown(topoErr)
-				return topoErr
+			if mismatch, ok := errors.AsType[*mismatchError](err); ok {
+				p.setDown(mismatch)
+				return mismatch
 			}
 			if ctx.Err() != nil {
 				return nil
 			}
 			p.setDown(fmt.Errorf("not connected to RabbitMQ at %s: %w; retrying", addr, err))
-			// Jitter spreads the retries of many instances after a broker restart.
-			wait := backoff/2 + rand.N(backoff/2)
-			backoff = min(2*backoff, maxBackoff)
+			wait := delay.next()
 			p.logger.Warn("cannot connect to RabbitMQ", slog.String("addr", addr),
 				slog.Any("error", err), slog.Int64("retry_in_ms", wait.Milliseconds()))
-			select {
-			case <-ctx.Done():
+			if !sleep(ctx, wait) {
 				return nil
-			case <-time.After(wait):
 			}
 			continue
 		}
 
-		backoff = minBackoff
+		delay.reset()
 		p.setUp(s)
 		p.logger.Info("connected to RabbitMQ", slog.String("addr", addr))
 		select {
@@ -81,12 +67,7 @@ func (p *amqpPublisher) Run(ctx context.Context) error {
 
 // connect dials the broker and declares the topology.
 func (p *amqpPublisher) connect(ctx context.Context) (*session, error) {
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName("service01") // shown in the management UI
-	conn, err := amqp.DialConfig(p.cfg.AMQPURL(), amqp.Config{
-		Properties: props,
-		Dial:       dialContext(ctx),
-	})
+	conn, err := dial(ctx, p.cfg.RabbitMQConfig)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +78,7 @@ func (p *amqpPublisher) connect(ctx context.Context) (*session, error) {
 		s.close()
 		return nil, fmt.Errorf("channel.open: %w", err)
 	}
-	if err := declareTopology(ch, p.cfg); err != nil {
+	if err := declareTopology(ch, p.cfg.RabbitMQConfig); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -106,25 +87,6 @@ func (p *amqpPublisher) connect(ctx context.Context) (*session, error) {
 		return nil, fmt.Errorf("channel.close: %w", err)
 	}
 	return s, nil
-}
-
-// dialContext is amqp.DefaultDial made to give up when ctx is done, so
-// that shutting down does not wait for a dial to an unreachable broker.
-func dialContext(ctx context.Context) func(network, addr string) (net.Conn, error) {
-	return func(network, addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: dialTimeout}
-		conn, err := d.DialContext(ctx, network, addr)
-		if err != nil {
-			return nil, err
-		}
-		// Bound the AMQP handshake too; amqp091-go clears the deadline once
-		// the connection is open.
-		if err := conn.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
-			conn.Close()
-			return nil, err
-		}
-		return conn, nil
-	}
 }
 
 // blockedError is the cause of a publish refused at once because the broker

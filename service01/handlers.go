@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,72 +28,20 @@ type publisher interface {
 const statusClientClosedRequest = 499
 
 // handlePing publishes the message in the request and answers 202 Accepted
-// with it once the broker has confirmed that it is stored.
-//
-// With an Idempotency-Key header, a request repeated with the same key (a
-// client retrying after a timeout, a 503 or a dropped connection) stands
-// for the same message, with the same id: once it is confirmed, the retry
-// gets the same 202 and nothing is published; after a failure, the retry
-// publishes that same message again, which is harmless even if the first
-// attempt was stored after all, because service02 stores each id once.
+// with it once the broker has confirmed that it is stored: read the
+// request, publish, answer. With an Idempotency-Key, keys.publish turns a
+// retry into the same message (idempotency.go).
 func handlePing(logger *slog.Logger, cfg config, pub publisher, keys *idempotencyKeys) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if err != nil || mediaType != "application/json" {
-			writeProblem(w, r, http.StatusUnsupportedMediaType,
-				`Send the body as JSON with Content-Type: application/json, e.g. curl --json '{"msg":"hello"}' http://localhost:8000/ping`)
-			return
-		}
-
-		key, err := parseIdempotencyKey(r.Header)
-		if err != nil {
-			writeProblem(w, r, http.StatusBadRequest, err.Error())
-			return
-		}
-
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-		if err != nil {
-			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-				writeProblem(w, r, http.StatusRequestEntityTooLarge,
-					fmt.Sprintf("The request body is larger than 16 KiB (%d bytes); send a smaller body.", maxBodyBytes))
-				return
-			}
-			writeProblem(w, r, http.StatusBadRequest, "The request body could not be read; send it again.")
-			return
-		}
-		req, err := decodePing(body)
-		if err != nil {
-			writeProblem(w, r, http.StatusBadRequest, err.Error())
-			return
+		req, key, ok := readPing(w, r)
+		if !ok {
+			return // readPing answered with a problem
 		}
 
 		m := newMessage(req.Msg, requestIDFrom(r.Context()), time.Now())
-		publish := func(m message) error { return pub.Publish(r.Context(), m) }
-		replayed := false
-		if key != "" {
-			m, replayed, err = keys.do(r.Context(), key, m, publish)
-		} else {
-			err = publish(m)
-		}
-		if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
-			// The client hung up while this request waited for an earlier
-			// one with the same key. Nothing failed: that request publishes
-			// the message; there is just nobody left to answer.
-			logger.Info("client went away while waiting for the earlier request with its Idempotency-Key",
-				slog.String("request_id", requestIDFrom(r.Context())), slog.String("idempotency_key", key))
-			w.WriteHeader(statusClientClosedRequest)
-			return
-		}
-		if reused, ok := errors.AsType[*keyReusedError](err); ok {
-			writeProblem(w, r, http.StatusUnprocessableEntity, reused.Error())
-			return
-		}
+		m, replayed, err := keys.publish(r.Context(), key, m, pub)
 		if err != nil {
-			detail, result := publishFailure(cfg, err)
-			logger.Warn("publish failed", slog.String("request_id", m.RequestID), slog.String("id", m.ID),
-				slog.String("result", result), slog.Any("error", err))
-			w.Header().Set("Retry-After", "1")
-			writeProblem(w, r, http.StatusServiceUnavailable, detail)
+			answerPublishError(logger, cfg, w, r, m, key, err)
 			return
 		}
 
@@ -103,8 +50,66 @@ func handlePing(logger *slog.Logger, cfg config, pub publisher, keys *idempotenc
 			w.Header().Set("Idempotent-Replayed", "true")
 		}
 		w.Header().Set("Location", "/pong/"+m.ID)
-		writeJSON(w, http.StatusAccepted, "application/json", m)
+		writeJSON(w, r, http.StatusAccepted, "application/json", m)
 	})
+}
+
+// readPing reads a POST /ping request: its Content-Type, its
+// Idempotency-Key ("" when it has none) and its JSON body. A request it
+// cannot read it answers itself, with a problem saying what to fix, and
+// reports false.
+func readPing(w http.ResponseWriter, r *http.Request) (req pingRequest, key string, ok bool) {
+	mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mediaType != "application/json" {
+		writeProblem(w, r, http.StatusUnsupportedMediaType,
+			`Send the body as JSON with Content-Type: application/json, e.g. curl --json '{"msg":"hello"}' http://localhost:8000/ping`)
+		return req, "", false
+	}
+
+	key, err = parseIdempotencyKey(r.Header)
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return req, "", false
+	}
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeProblem(w, r, http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("The request body is larger than 16 KiB (%d bytes); send a smaller body.", maxBodyBytes))
+			return req, "", false
+		}
+		writeProblem(w, r, http.StatusBadRequest, "The request body could not be read; send it again.")
+		return req, "", false
+	}
+	req, err = decodePing(body)
+	if err != nil {
+		writeProblem(w, r, http.StatusBadRequest, err.Error())
+		return req, "", false
+	}
+	return req, key, true
+}
+
+// answerPublishError answers a POST /ping whose message was not confirmed.
+func answerPublishError(logger *slog.Logger, cfg config, w http.ResponseWriter, r *http.Request, m message, key string, err error) {
+	if ctxErr := r.Context().Err(); ctxErr != nil && errors.Is(err, ctxErr) {
+		// The client hung up while this request waited for an earlier
+		// one with the same key. Nothing failed: that request publishes
+		// the message; there is just nobody left to answer.
+		logger.Info("client went away while waiting for the earlier request with its Idempotency-Key",
+			slog.String("request_id", requestIDFrom(r.Context())), slog.String("idempotency_key", key))
+		w.WriteHeader(statusClientClosedRequest)
+		return
+	}
+	if reused, ok := errors.AsType[*keyReusedError](err); ok {
+		writeProblem(w, r, http.StatusUnprocessableEntity, reused.Error())
+		return
+	}
+	detail, result := publishFailure(cfg, err)
+	logger.Warn("publish failed", slog.String("request_id", m.RequestID), slog.String("id", m.ID),
+		slog.String("result", result), slog.Any("error", err))
+	w.Header().Set("Retry-After", "1")
+	writeProblem(w, r, http.StatusServiceUnavailable, detail)
 }
 
 // publishFailure puts a failed publish into words for the client: what
@@ -118,7 +123,7 @@ func publishFailure(cfg config, err error) (detail, result string) {
 	timeout := cfg.ConfirmTimeout
 	switch {
 	case errors.Is(pubErr, errNotConnected):
-		detail = fmt.Sprintf("service01 is not connected to RabbitMQ at %s, so the message was not sent. Retry in a few seconds.", cfg.RabbitAddr())
+		detail = fmt.Sprintf("service01 is not connected to RabbitMQ at %s, so the message was not sent. Retry in a few seconds.", cfg.RabbitMQAddr())
 	case pubErr.Result == resultBlocked:
 		reason := "an alarm"
 		if b, ok := errors.AsType[*blockedError](pubErr); ok {
@@ -144,7 +149,7 @@ func publishFailure(cfg config, err error) (detail, result string) {
 // handleHealthz answers 200 while the process is up.
 func handleHealthz() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, "application/json", map[string]string{"status": "ok"})
+		writeJSON(w, r, http.StatusOK, "application/json", map[string]string{"status": "ok"})
 	})
 }
 
@@ -155,7 +160,7 @@ func handleReadyz(pub publisher) http.Handler {
 			writeProblem(w, r, http.StatusServiceUnavailable, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, "application/json", map[string]string{"status": "ready"})
+		writeJSON(w, r, http.StatusOK, "application/json", map[string]string{"status": "ready"})
 	})
 }
 
@@ -176,12 +181,4 @@ func handleNotFound() http.Handler {
 		writeProblem(w, r, http.StatusNotFound,
 			fmt.Sprintf("There is no route for %s %s here. service01 serves POST /ping, GET /healthz, GET /readyz and GET /metrics.", r.Method, r.URL.Path))
 	})
-}
-
-// writeJSON answers with status and v encoded as JSON.
-func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
-	w.Header().Set("Content-Type", contentType)
-	w.WriteHeader(status)
-	// The header is sent: an error here means the client has gone away.
-	json.NewEncoder(w).Encode(v)
 }

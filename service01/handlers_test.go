@@ -215,7 +215,7 @@ func TestPingContentTypeParameters(t *testing.T) {
 }
 
 // httpConfig is the configuration the handlers' words quote.
-var httpConfig = config{ConfirmTimeout: 5 * time.Second, Exchange: "pings", RoutingKey: "ping.created", RabbitHost: "localhost", RabbitPort: 5672}
+var httpConfig = config{ConfirmTimeout: 5 * time.Second, RabbitMQConfig: RabbitMQConfig{Exchange: "pings", RoutingKey: "ping.created", RabbitMQHost: "localhost", RabbitMQPort: 5672}}
 
 // TestPublishFailure checks the words for each way a publish fails: what
 // became of the message, and what to do.

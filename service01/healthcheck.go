@@ -34,5 +34,5 @@ func checkReady(ctx context.Context, port int) error {
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p); err != nil || p.Detail == "" {
 		return fmt.Errorf("not ready: GET %s answered %s", url, resp.Status)
 	}
-	return fmt.Errorf("not ready: %s", p.Detail)
+	return fmt.Errorf("not ready: %s: %s", resp.Status, p.Detail)
 }

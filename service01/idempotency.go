@@ -99,6 +99,16 @@ func (e *keyReusedError) Error() string {
 	return fmt.Sprintf("The Idempotency-Key %q was already used for a different msg; a key stands for exactly one message. Send a new key with a new message, or the same msg to retry the first.", e.key)
 }
 
+// publish publishes m through pub and returns it. With an Idempotency-Key
+// (key not ""), it publishes what the key stands for instead, as do says.
+func (k *idempotencyKeys) publish(ctx context.Context, key string, m message, pub publisher) (_ message, replayed bool, _ error) {
+	publish := func(m message) error { return pub.Publish(ctx, m) }
+	if key == "" {
+		return m, false, publish(m)
+	}
+	return k.do(ctx, key, m, publish)
+}
+
 // do publishes the message key stands for and returns it: m for a new
 // key, else the message made for the key's first request. A confirmed one
 // is not published again: replayed is then true. Concurrent calls with the

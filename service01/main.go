@@ -84,7 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("starting",
 		slog.String("addr", ln.Addr().String()),
-		slog.String("rabbitmq", cfg.RabbitAddr()),
+		slog.String("rabbitmq", cfg.RabbitMQAddr()),
 		slog.String("exchange", cfg.Exchange),
 		slog.String("routing_key", cfg.RoutingKey),
 		slog.String("queue", cfg.Queue),

@@ -21,8 +21,8 @@ const (
 // servers as they like.
 type metrics struct {
 	registry        *prometheus.Registry
-	requests        *prometheus.CounterVec
-	requestDuration *prometheus.HistogramVec
+	httpRequests    *prometheus.CounterVec
+	httpDuration    *prometheus.HistogramVec
 	publishes       *prometheus.CounterVec
 	confirmDuration prometheus.Histogram
 	connected       prometheus.Gauge
@@ -37,11 +37,11 @@ func newMetrics() *metrics {
 	f := promauto.With(reg)
 	m := &metrics{
 		registry: reg,
-		requests: f.NewCounterVec(prometheus.CounterOpts{
+		httpRequests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "http_requests_total",
 			Help: "HTTP requests answered, by route (the mux pattern, or \"other\") and status code.",
 		}, []string{"route", "code"}),
-		requestDuration: f.NewHistogramVec(prometheus.HistogramOpts{
+		httpDuration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "http_request_duration_seconds",
 			Help:    "Time to answer HTTP requests, by route.",
 			Buckets: prometheus.DefBuckets,

@@ -47,7 +47,7 @@ func newPublisher(cfg config, logger *slog.Logger, m *metrics) *amqpPublisher {
 		cfg:     cfg,
 		logger:  logger,
 		metrics: m,
-		downErr: fmt.Errorf("connecting to RabbitMQ at %s", cfg.RabbitAddr()),
+		downErr: fmt.Errorf("connecting to RabbitMQ at %s", cfg.RabbitMQAddr()),
 	}
 }
 

@@ -30,8 +30,8 @@ func testConfig(t *testing.T, r *testRabbit) config {
 		t.Fatal(err)
 	}
 	name := strings.ToLower(strings.ReplaceAll(t.Name(), "/", "."))
-	cfg.RabbitHost = "127.0.0.1"
-	cfg.RabbitPort = r.amqpPort
+	cfg.RabbitMQHost = "127.0.0.1"
+	cfg.RabbitMQPort = r.amqpPort
 	cfg.Exchange = name + ".pings"
 	cfg.Queue = name + ".pings"
 	cfg.DeadLetterExchange = name + ".dlx"
@@ -384,8 +384,8 @@ func TestBrokerRestart(t *testing.T) {
 	})
 
 	waitFor(t, "the publisher to notice", 30*time.Second, func() bool { return p.Ready() != nil })
-	if err := p.Ready(); !strings.Contains(err.Error(), cfg.RabbitAddr()) {
-		t.Errorf("Ready() = %q, want it to name the broker %s", err, cfg.RabbitAddr())
+	if err := p.Ready(); !strings.Contains(err.Error(), cfg.RabbitMQAddr()) {
+		t.Errorf("Ready() = %q, want it to name the broker %s", err, cfg.RabbitMQAddr())
 	}
 	if got := value(t, m.connected); got != 0 {
 		t.Errorf("connected = %v while the broker is down, want 0", got)
@@ -523,8 +523,8 @@ func TestTopologyMismatch(t *testing.T) {
 	if err == nil {
 		t.Fatal("Run returned nil, want the mismatch")
 	}
-	if _, ok := errors.AsType[*topologyError](err); !ok {
-		t.Errorf("Run: %v (%T), want a *topologyError", err, err)
+	if _, ok := errors.AsType[*mismatchError](err); !ok {
+		t.Errorf("Run: %v (%T), want a *mismatchError", err, err)
 	}
 	for _, want := range []string{
 		`queue "` + cfg.Queue + `" already exists with other arguments`,

@@ -7,11 +7,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// notFoundPattern catches every path no other pattern matches.
+const notFoundPattern = "/"
+
 // newServer returns service01's whole HTTP API.
 func newServer(logger *slog.Logger, cfg config, m *metrics, pub publisher, keys *idempotencyKeys) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, logger, cfg, m, pub, keys)
-	return observe(logger, m, mux)
+	return instrument(logger, m, mux)
 }
 
 // addRoutes maps the API. Each path also has a catch-all pattern without a
@@ -31,5 +34,5 @@ func addRoutes(mux *http.ServeMux, logger *slog.Logger, cfg config, m *metrics, 
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.Handle("/metrics", handleMethodNotAllowed("GET", "HEAD"))
 
-	mux.Handle("/", handleNotFound())
+	mux.Handle(notFoundPattern, handleNotFound())
 }

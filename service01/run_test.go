@@ -48,8 +48,8 @@ func testEnv(t *testing.T, r *testRabbit) (map[string]string, config) {
 	return map[string]string{
 		"SERVICE01_PORT":                strconv.Itoa(cfg.Port),
 		"LISTEN_HOST":                   "127.0.0.1",
-		"RABBITMQ_HOST":                 cfg.RabbitHost,
-		"RABBITMQ_PORT":                 strconv.Itoa(cfg.RabbitPort),
+		"RABBITMQ_HOST":                 cfg.RabbitMQHost,
+		"RABBITMQ_PORT":                 strconv.Itoa(cfg.RabbitMQPort),
 		"RABBITMQ_EXCHANGE":             cfg.Exchange,
 		"RABBITMQ_QUEUE":                cfg.Queue,
 		"RABBITMQ_DEAD_LETTER_EXCHANGE": cfg.DeadLetterExchange,

@@ -8,16 +8,18 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// declareTopology declares the lab's exchanges, queues and bindings. service02
-// declares exactly the same from the same variables, so whichever starts
-// first creates them and the other finds them as it expects. Declaring is
-// idempotent: it runs at every (re)connect.
+// declareTopology declares the lab's exchanges, queues and bindings on ch.
+// Both services declare exactly the same, from the same variables, every
+// time they (re)connect, so whichever starts first creates them and the
+// other finds them as it expects. Declaring is idempotent: it creates what
+// is missing and checks that what exists has the same arguments.
 //
-// A 406 PRECONDITION_FAILED means something of that name exists with other
-// settings, which retrying cannot fix: the error is a *topologyError.
-func declareTopology(ch *amqp.Channel, cfg config) error {
+// When an exchange or queue already exists with other arguments (a 406
+// PRECONDITION_FAILED, which retrying cannot fix), it returns a
+// *mismatchError; the broker has then closed ch.
+func declareTopology(ch *amqp.Channel, c RabbitMQConfig) error {
 	if err := ch.ExchangeDeclare(
-		cfg.Exchange,
+		c.Exchange,
 		"topic",
 		true,  // durable
 		false, // autoDelete
@@ -25,10 +27,10 @@ func declareTopology(ch *amqp.Channel, cfg config) error {
 		false, // noWait
 		nil,
 	); err != nil {
-		return mismatch(fmt.Errorf("exchange.declare: %w", err), "exchange", cfg.Exchange, "RABBITMQ_EXCHANGE")
+		return mismatch(fmt.Errorf("exchange.declare: %w", err), "exchange", c.Exchange, "RABBITMQ_EXCHANGE")
 	}
 	if err := ch.ExchangeDeclare(
-		cfg.DeadLetterExchange,
+		c.DeadLetterExchange,
 		"fanout",
 		true,  // durable
 		false, // autoDelete
@@ -36,23 +38,23 @@ func declareTopology(ch *amqp.Channel, cfg config) error {
 		false, // noWait
 		nil,
 	); err != nil {
-		return mismatch(fmt.Errorf("exchange.declare: %w", err), "exchange", cfg.DeadLetterExchange, "RABBITMQ_DEAD_LETTER_EXCHANGE")
+		return mismatch(fmt.Errorf("exchange.declare: %w", err), "exchange", c.DeadLetterExchange, "RABBITMQ_DEAD_LETTER_EXCHANGE")
 	}
 
 	if _, err := ch.QueueDeclare(
-		cfg.DeadLetterQueue,
+		c.DeadLetterQueue,
 		true,  // durable
 		false, // autoDelete
 		false, // exclusive
 		false, // noWait
-		amqp.Table{"x-queue-type": cfg.QueueType},
+		amqp.Table{"x-queue-type": c.QueueType},
 	); err != nil {
-		return mismatch(fmt.Errorf("queue.declare: %w", err), "queue", cfg.DeadLetterQueue, "RABBITMQ_DEAD_LETTER_QUEUE")
+		return mismatch(fmt.Errorf("queue.declare: %w", err), "queue", c.DeadLetterQueue, "RABBITMQ_DEAD_LETTER_QUEUE")
 	}
 	if err := ch.QueueBind(
-		cfg.DeadLetterQueue,
-		"", // a fanout exchange ignores the key
-		cfg.DeadLetterExchange,
+		c.DeadLetterQueue,
+		"", // a fanout exchange ignores the routing key
+		c.DeadLetterExchange,
 		false, // noWait
 		nil,
 	); err != nil {
@@ -60,28 +62,31 @@ func declareTopology(ch *amqp.Channel, cfg config) error {
 	}
 
 	args := amqp.Table{
-		"x-queue-type": cfg.QueueType,
-		// Rejected messages go to the dead-letter exchange, not away.
-		"x-dead-letter-exchange": cfg.DeadLetterExchange,
+		"x-queue-type": c.QueueType,
+		// Rejected messages (service01 rejects invalid ones) go to the
+		// dead-letter exchange instead of being dropped.
+		"x-dead-letter-exchange": c.DeadLetterExchange,
 	}
-	if cfg.QueueType == "quorum" {
-		// Classic queues do not support a delivery limit (RabbitMQ 3.10).
-		args["x-delivery-limit"] = int64(cfg.DeliveryLimit)
+	if c.QueueType == "quorum" {
+		// A message that keeps failing (a consumer that crashes on it, say)
+		// is dead-lettered after this many deliveries instead of looping
+		// forever. Classic queues have no delivery limit.
+		args["x-delivery-limit"] = int64(c.DeliveryLimit)
 	}
 	if _, err := ch.QueueDeclare(
-		cfg.Queue,
+		c.Queue,
 		true,  // durable
 		false, // autoDelete
 		false, // exclusive
 		false, // noWait
 		args,
 	); err != nil {
-		return mismatch(fmt.Errorf("queue.declare: %w", err), "queue", cfg.Queue, "RABBITMQ_QUEUE")
+		return mismatch(fmt.Errorf("queue.declare: %w", err), "queue", c.Queue, "RABBITMQ_QUEUE")
 	}
 	if err := ch.QueueBind(
-		cfg.Queue,
-		cfg.RoutingKey,
-		cfg.Exchange,
+		c.Queue,
+		c.RoutingKey,
+		c.Exchange,
 		false, // noWait
 		nil,
 	); err != nil {
@@ -90,15 +95,43 @@ func declareTopology(ch *amqp.Channel, cfg config) error {
 	return nil
 }
 
-// topologyError is a queue or exchange that exists with other settings than
-// the configured ones. Reconnecting cannot fix it; a person must.
-type topologyError struct {
+// mismatchError is an exchange or queue that exists with other arguments
+// than the configured ones. Reconnecting cannot fix it; a person must, so
+// the service stops and says what to do.
+type mismatchError struct {
 	msg string
 	err error
 }
 
-func (e *topologyError) Error() string { return e.msg }
-func (e *topologyError) Unwrap() error { return e.err }
+func (e *mismatchError) Error() string { return e.msg }
+func (e *mismatchError) Unwrap() error { return e.err }
+
+// mismatch turns a 406 PRECONDITION_FAILED from declaring the kind ("queue"
+// or "exchange") called name into a *mismatchError that quotes RabbitMQ's
+// reason and says how to fix it; nameVariable is the variable that names
+// it. Other errors are returned as they are.
+func mismatch(err error, kind, name, nameVariable string) error {
+	amqpErr, ok := errors.AsType[*amqp.Error](err)
+	if !ok || amqpErr.Code != amqp.PreconditionFailed {
+		return err
+	}
+	reason := strings.TrimPrefix(amqpErr.Reason, "PRECONDITION_FAILED - ")
+	fix := "set " + nameVariable + " to another name"
+	// "... but current is 'classic'" can be matched by a variable; "...
+	// but current is none" (the existing queue lacks the argument) cannot.
+	if v := argVariable(inequivalentArg(reason)); v != "" && kind == "queue" && !strings.HasSuffix(reason, "current is none") {
+		fix = "set " + v + " to match"
+	}
+	page := "Queues"
+	if kind == "exchange" {
+		page = "Exchanges"
+	}
+	return &mismatchError{
+		msg: fmt.Sprintf("%s %q already exists with other arguments (%s): delete it in the management UI (%s > %s > Delete) or %s",
+			kind, name, reason, page, name, fix),
+		err: err,
+	}
+}
 
 // inequivalentArg returns the argument RabbitMQ names in a 406 reason such as
 // "inequivalent arg 'x-queue-type' for queue 'pings' in vhost '/': ...".
@@ -122,30 +155,4 @@ func argVariable(arg string) string {
 		return "RABBITMQ_DEAD_LETTER_EXCHANGE"
 	}
 	return ""
-}
-
-// mismatch turns a 406 PRECONDITION_FAILED from declaring the kind ("queue"
-// or "exchange") called name into a *topologyError that quotes RabbitMQ's
-// reason and says how to fix it. Other errors are returned as they are.
-func mismatch(err error, kind, name, nameVariable string) error {
-	amqpErr, ok := errors.AsType[*amqp.Error](err)
-	if !ok || amqpErr.Code != amqp.PreconditionFailed {
-		return err
-	}
-	reason := strings.TrimPrefix(amqpErr.Reason, "PRECONDITION_FAILED - ")
-	fix := "set " + nameVariable + " to another name"
-	// "... but current is 'classic'" can be matched by a variable; "...
-	// but current is none" (the existing queue lacks the argument) cannot.
-	if v := argVariable(inequivalentArg(reason)); v != "" && kind == "queue" && !strings.HasSuffix(reason, "current is none") {
-		fix = "set " + v + " to match"
-	}
-	page := "Queues"
-	if kind == "exchange" {
-		page = "Exchanges"
-	}
-	return &topologyError{
-		msg: fmt.Sprintf("%s %q already exists with other arguments (%s): delete it in the management UI (%s > %s > Delete) or %s",
-			kind, name, reason, page, name, fix),
-		err: err,
-	}
 }

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"log/slog"
 	"os"
-	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/caarlos0/env/v11"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -23,9 +23,11 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := config{
 		Port: 8002, ListenHost: "", LogLevel: "info",
-		RabbitMQHost: "localhost", RabbitMQPort: 5672, RabbitMQUser: "lab", RabbitMQPass: "lab", RabbitMQVHost: "/",
-		Exchange: "pings", RoutingKey: "ping.created", Queue: "pings", QueueType: "quorum", DeliveryLimit: 5,
-		DeadLetterExchange: "pings.dlx", DeadLetterQueue: "pings.dead",
+		RabbitMQConfig: RabbitMQConfig{
+			RabbitMQHost: "localhost", RabbitMQPort: 5672, RabbitMQUser: "lab", RabbitMQPass: "lab", RabbitMQVHost: "/",
+			Exchange: "pings", RoutingKey: "ping.created", Queue: "pings", QueueType: "quorum", DeliveryLimit: 5,
+			DeadLetterExchange: "pings.dlx", DeadLetterQueue: "pings.dead",
+		},
 		Prefetch: 200, StoreCapacity: 10000,
 	}
 	if cfg != want {
@@ -59,9 +61,12 @@ func TestConfigMatchesEnvExample(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	typ := reflect.TypeFor[config]()
-	for i := range typ.NumField() {
-		key, def := typ.Field(i).Tag.Get("env"), typ.Field(i).Tag.Get("envDefault")
+	params, err := env.GetFieldParams(&config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range params {
+		key, def := p.Key, p.DefaultValue
 		value, ok := example[key]
 		if !ok {
 			t.Errorf("%s is not in .env.example", key)

@@ -13,9 +13,7 @@ import (
 
 // consumer moves messages from the queue into the store.
 type consumer struct {
-	url      string // holds the password: never log it
-	addr     string // the broker's host:port, for messages
-	topo     topology
+	broker   RabbitMQConfig // holds the password: log RabbitMQAddr only
 	prefetch int
 	tag      string
 	store    *Store
@@ -28,15 +26,13 @@ type consumer struct {
 
 func newConsumer(cfg config, tag string, store *Store, m *metrics, logger *slog.Logger) *consumer {
 	return &consumer{
-		url:      cfg.AMQPURL(),
-		addr:     cfg.BrokerAddr(),
-		topo:     cfg.topology(),
+		broker:   cfg.RabbitMQConfig,
 		prefetch: cfg.Prefetch,
 		tag:      tag,
 		store:    store,
 		metrics:  m,
 		logger:   logger,
-		notReady: fmt.Errorf("not connected to RabbitMQ at %s yet; connecting", cfg.BrokerAddr()),
+		notReady: fmt.Errorf("not connected to RabbitMQ at %s yet; connecting", cfg.RabbitMQAddr()),
 	}
 }
 
@@ -44,12 +40,7 @@ func newConsumer(cfg config, tag string, store *Store, m *metrics, logger *slog.
 // or channel is lost (it returns why) or ctx is done (it shuts down in order
 // and returns nil). consumed reports whether it got as far as consuming.
 func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
-	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName("service02") // shown in the management UI
-	conn, err := amqp.DialConfig(c.url, amqp.Config{
-		Properties: props,
-		Dial:       dialContext(ctx, dialTimeout),
-	})
+	conn, err := dial(ctx, c.broker)
 	if err != nil {
 		return false, err
 	}
@@ -68,7 +59,7 @@ func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
 	// once the deliveries stop.
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 
-	if err := c.topo.declare(ch); err != nil {
+	if err := declareTopology(ch, c.broker); err != nil {
 		return false, err
 	}
 	// The prefetch bounds the unacknowledged messages the broker pushes
@@ -82,7 +73,7 @@ func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
 		return false, fmt.Errorf("basic.qos: %w", err)
 	}
 	deliveries, err := ch.Consume(
-		c.topo.Queue,
+		c.broker.Queue,
 		c.tag,
 		false, // autoAck: ack messages once they are stored
 		false, // exclusive
@@ -94,7 +85,7 @@ func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
 		return false, fmt.Errorf("basic.consume: %w", err)
 	}
 	c.setReady(nil)
-	c.logger.Info("consuming", "broker", c.addr, "queue", c.topo.Queue, "consumer_tag", c.tag, "prefetch", c.prefetch)
+	c.logger.Info("consuming", "broker", c.broker.RabbitMQAddr(), "queue", c.broker.Queue, "consumer_tag", c.tag, "prefetch", c.prefetch)
 
 	// Delivery tags count the deliveries of one channel, so every new
 	// channel gets a new acker.
@@ -186,6 +177,11 @@ func (c *consumer) shutdown(conn *amqp.Connection, ch *amqp.Channel, deliveries 
 // exchange instead. Nothing it receives can stop the consumer: every outcome
 // is an ack (now or in the next batch) or a reject.
 func (c *consumer) handle(d amqp.Delivery, acks *acker) {
+	if d.Redelivered {
+		// The broker delivered this message before, to a consumer that
+		// did not acknowledge it (it died, or its channel closed).
+		c.metrics.redelivered.Inc()
+	}
 	m, err := decodeMessage(d.Body)
 	if err != nil {
 		// Rejected without requeueing, the message goes to the queue's

@@ -93,7 +93,7 @@ func mustDeclareTopology(tb testing.TB, r *testRabbit, cfg config) {
 	tb.Helper()
 	ch, closeCh := mustChannel(tb, r)
 	defer closeCh()
-	if err := cfg.topology().declare(ch); err != nil {
+	if err := declareTopology(ch, cfg.RabbitMQConfig); err != nil {
 		tb.Fatal(err)
 	}
 }
@@ -588,7 +588,7 @@ func TestConsumeSurvivesBrokerRestart(t *testing.T) {
 	if got := metricValue(t, rc.metrics, "service02_connected"); got != 0 {
 		t.Errorf("connected = %v while the broker is down, want 0", got)
 	}
-	if reason := rc.Ready().Error(); !strings.Contains(reason, "RabbitMQ at "+cfg.BrokerAddr()) {
+	if reason := rc.Ready().Error(); !strings.Contains(reason, "RabbitMQ at "+cfg.RabbitMQAddr()) {
 		t.Errorf("readiness reason %q does not name the broker", reason)
 	}
 

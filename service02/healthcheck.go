@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// checkReady implements -healthcheck, the container's health check (the
-// distroless image has no curl): it asks the local service02 for /readyz and
-// returns nil on 200, else why not.
+// checkReady asks the service02 listening on port of this machine whether
+// it is ready (GET /readyz). It is the container healthcheck: the images are
+// distroless, without curl or a shell, so the binary checks itself.
 func checkReady(ctx context.Context, port int) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -24,13 +24,15 @@ func checkReady(ctx context.Context, port int) error {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("healthcheck: %w", err)
+		return fmt.Errorf("not ready: %w", err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var p problem
-		json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p) // best effort: the detail says why
-		return fmt.Errorf("healthcheck: GET %s: %s: %s", url, resp.Status, p.Detail)
+	if resp.StatusCode == http.StatusOK {
+		return nil
 	}
-	return nil
+	var p problem
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&p); err != nil || p.Detail == "" {
+		return fmt.Errorf("not ready: GET %s answered %s", url, resp.Status)
+	}
+	return fmt.Errorf("not ready: %s: %s", resp.Status, p.Detail)
 }

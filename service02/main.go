@@ -92,7 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("%w (is SERVICE02_PORT=%d already in use?)", err, cfg.Port)
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "broker", cfg.BrokerAddr(), "queue", cfg.Queue)
+	logger.Info("listening", "addr", ln.Addr().String(), "broker", cfg.RabbitMQAddr(), "queue", cfg.Queue)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 

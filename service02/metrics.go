@@ -15,6 +15,7 @@ type metrics struct {
 
 	consumed     prometheus.Counter // stored
 	duplicates   prometheus.Counter // not stored: the id was already there
+	redelivered  prometheus.Counter // came with the redelivered flag
 	deadLettered prometheus.Counter // rejected as invalid
 	connected    prometheus.Gauge   // 1 while consuming
 }
@@ -41,6 +42,10 @@ func newMetrics(store *Store) *metrics {
 			Name: "service02_messages_duplicate_total",
 			Help: "Messages consumed but not stored because a message with the same id was already stored (redeliveries).",
 		}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "service02_messages_redelivered_total",
+			Help: "Deliveries that came with the redelivered flag: the broker had delivered them before, to a consumer that did not acknowledge them.",
+		}),
 		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "service02_messages_dead_lettered_total",
 			Help: "Invalid messages rejected to the dead-letter exchange.",
@@ -52,7 +57,7 @@ func newMetrics(store *Store) *metrics {
 	}
 	m.registry.MustRegister(
 		m.httpRequests, m.httpDuration,
-		m.consumed, m.duplicates, m.deadLettered, m.connected,
+		m.consumed, m.duplicates, m.redelivered, m.deadLettered, m.connected,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "service02_store_messages",
 			Help: "Messages held in the in-memory store.",

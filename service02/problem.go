@@ -7,7 +7,7 @@ import (
 )
 
 // problem is an RFC 9457 problem details object, the body of every error
-// response.
+// response. The gateway's own errors have the same members.
 type problem struct {
 	Type      string `json:"type"`
 	Title     string `json:"title"`
@@ -16,7 +16,8 @@ type problem struct {
 	RequestID string `json:"request_id"`
 }
 
-// writeProblem answers r with an error of the given status.
+// writeProblem answers r with status and a problem whose detail is a
+// sentence telling the client what happened and what to do about it.
 func writeProblem(w http.ResponseWriter, r *http.Request, status int, detail string) {
 	writeJSON(w, r, status, "application/problem+json", problem{
 		Type:      "about:blank", // the status says it all; no further documentation

@@ -2,7 +2,7 @@ package main
 
 // This file starts a real RabbitMQ node for the package's integration tests:
 // its own node name, free ports and a temporary data folder, stopped when the
-// tests end. The lab module has the full runner (lab/rabbitmq.go); this is the
+// tests end. The lab module has the full runner (lab/runner/rabbitmq.go); this is the
 // small copy a service needs to test itself on its own.
 
 import (

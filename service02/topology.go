@@ -8,25 +8,18 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// topology names the exchanges and queues both services declare, the same
-// way, every time they (re)connect. Declaring is idempotent: it creates what
+// declareTopology declares the lab's exchanges, queues and bindings on ch.
+// Both services declare exactly the same, from the same variables, every
+// time they (re)connect, so whichever starts first creates them and the
+// other finds them as it expects. Declaring is idempotent: it creates what
 // is missing and checks that what exists has the same arguments.
-type topology struct {
-	Exchange           string
-	RoutingKey         string
-	Queue              string
-	QueueType          string // "quorum" or "classic"
-	DeliveryLimit      int    // quorum queues only
-	DeadLetterExchange string
-	DeadLetterQueue    string
-}
-
-// declare declares the topology on ch. When an exchange or queue already
-// exists with other arguments, it returns a *mismatchError; the broker has
-// then closed ch.
-func (t topology) declare(ch *amqp.Channel) error {
+//
+// When an exchange or queue already exists with other arguments (a 406
+// PRECONDITION_FAILED, which retrying cannot fix), it returns a
+// *mismatchError; the broker has then closed ch.
+func declareTopology(ch *amqp.Channel, c RabbitMQConfig) error {
 	if err := ch.ExchangeDeclare(
-		t.Exchange,
+		c.Exchange,
 		"topic",
 		true,  // durable
 		false, // autoDelete
@@ -34,10 +27,10 @@ func (t topology) declare(ch *amqp.Channel) error {
 		false, // noWait
 		nil,
 	); err != nil {
-		return mismatchOr("exchange", t.Exchange, "RABBITMQ_EXCHANGE", "exchange.declare", err)
+		return mismatch(fmt.Errorf("exchange.declare: %w", err), "exchange", c.Exchange, "RABBITMQ_EXCHANGE")
 	}
 	if err := ch.ExchangeDeclare(
-		t.DeadLetterExchange,
+		c.DeadLetterExchange,
 		"fanout",
 		true,  // durable
 		false, // autoDelete
@@ -45,23 +38,23 @@ func (t topology) declare(ch *amqp.Channel) error {
 		false, // noWait
 		nil,
 	); err != nil {
-		return mismatchOr("exchange", t.DeadLetterExchange, "RABBITMQ_DEAD_LETTER_EXCHANGE", "exchange.declare", err)
+		return mismatch(fmt.Errorf("exchange.declare: %w", err), "exchange", c.DeadLetterExchange, "RABBITMQ_DEAD_LETTER_EXCHANGE")
 	}
 
 	if _, err := ch.QueueDeclare(
-		t.DeadLetterQueue,
+		c.DeadLetterQueue,
 		true,  // durable
 		false, // autoDelete
 		false, // exclusive
 		false, // noWait
-		amqp.Table{"x-queue-type": t.QueueType},
+		amqp.Table{"x-queue-type": c.QueueType},
 	); err != nil {
-		return mismatchOr("queue", t.DeadLetterQueue, "RABBITMQ_DEAD_LETTER_QUEUE", "queue.declare", err)
+		return mismatch(fmt.Errorf("queue.declare: %w", err), "queue", c.DeadLetterQueue, "RABBITMQ_DEAD_LETTER_QUEUE")
 	}
 	if err := ch.QueueBind(
-		t.DeadLetterQueue,
+		c.DeadLetterQueue,
 		"", // a fanout exchange ignores the routing key
-		t.DeadLetterExchange,
+		c.DeadLetterExchange,
 		false, // noWait
 		nil,
 	); err != nil {
@@ -69,31 +62,31 @@ func (t topology) declare(ch *amqp.Channel) error {
 	}
 
 	args := amqp.Table{
-		"x-queue-type": t.QueueType,
-		// Rejected messages (service02 rejects invalid ones) go here
-		// instead of being dropped.
-		"x-dead-letter-exchange": t.DeadLetterExchange,
+		"x-queue-type": c.QueueType,
+		// Rejected messages (service02 rejects invalid ones) go to the
+		// dead-letter exchange instead of being dropped.
+		"x-dead-letter-exchange": c.DeadLetterExchange,
 	}
-	if t.QueueType == "quorum" {
+	if c.QueueType == "quorum" {
 		// A message that keeps failing (a consumer that crashes on it, say)
 		// is dead-lettered after this many deliveries instead of looping
-		// forever.
-		args["x-delivery-limit"] = int64(t.DeliveryLimit)
+		// forever. Classic queues have no delivery limit.
+		args["x-delivery-limit"] = int64(c.DeliveryLimit)
 	}
 	if _, err := ch.QueueDeclare(
-		t.Queue,
+		c.Queue,
 		true,  // durable
 		false, // autoDelete
 		false, // exclusive
 		false, // noWait
 		args,
 	); err != nil {
-		return mismatchOr("queue", t.Queue, "RABBITMQ_QUEUE", "queue.declare", err)
+		return mismatch(fmt.Errorf("queue.declare: %w", err), "queue", c.Queue, "RABBITMQ_QUEUE")
 	}
 	if err := ch.QueueBind(
-		t.Queue,
-		t.RoutingKey,
-		t.Exchange,
+		c.Queue,
+		c.RoutingKey,
+		c.Exchange,
 		false, // noWait
 		nil,
 	); err != nil {
@@ -102,45 +95,64 @@ func (t topology) declare(ch *amqp.Channel) error {
 	return nil
 }
 
-// mismatchError reports an exchange or queue that exists with arguments
-// other than the ones this service declares. It is permanent: retrying
-// cannot fix it, so the service stops and says what to do.
+// mismatchError is an exchange or queue that exists with other arguments
+// than the configured ones. Reconnecting cannot fix it; a person must, so
+// the service stops and says what to do.
 type mismatchError struct {
-	kind   string // "exchange" or "queue"
-	name   string
-	reason string // RabbitMQ's explanation, which names the argument
-	fix    string // the variable to change, as a clause
+	msg string
+	err error
 }
 
-func (e *mismatchError) Error() string {
-	section := "Exchanges"
-	if e.kind == "queue" {
-		section = "Queues"
-	}
-	return fmt.Sprintf("%s %q already exists with other arguments (%s): delete it in the management UI (%s > %s > Delete) or %s",
-		e.kind, e.name, e.reason, section, e.name, e.fix)
-}
+func (e *mismatchError) Error() string { return e.msg }
+func (e *mismatchError) Unwrap() error { return e.err }
 
-// mismatchOr labels err with the protocol method, or turns a 406
-// PRECONDITION_FAILED into a *mismatchError. nameVar is the variable that
-// names the exchange or queue.
-func mismatchOr(kind, name, nameVar, method string, err error) error {
+// mismatch turns a 406 PRECONDITION_FAILED from declaring the kind ("queue"
+// or "exchange") called name into a *mismatchError that quotes RabbitMQ's
+// reason and says how to fix it; nameVariable is the variable that names
+// it. Other errors are returned as they are.
+func mismatch(err error, kind, name, nameVariable string) error {
 	amqpErr, ok := errors.AsType[*amqp.Error](err)
 	if !ok || amqpErr.Code != amqp.PreconditionFailed {
-		return fmt.Errorf("%s: %w", method, err)
+		return err
 	}
 	reason := strings.TrimPrefix(amqpErr.Reason, "PRECONDITION_FAILED - ")
-	// RabbitMQ quotes the argument it compared: "inequivalent arg
-	// 'x-queue-type' for queue 'pings' in vhost '/': received ...".
-	fix := "set " + nameVar + " to another name"
-	for arg, v := range map[string]string{
-		"x-queue-type":           "RABBITMQ_QUEUE_TYPE",
-		"x-delivery-limit":       "RABBITMQ_DELIVERY_LIMIT",
-		"x-dead-letter-exchange": "RABBITMQ_DEAD_LETTER_EXCHANGE",
-	} {
-		if strings.Contains(reason, "'"+arg+"'") {
-			fix = "set " + v + " to match"
-		}
+	fix := "set " + nameVariable + " to another name"
+	// "... but current is 'classic'" can be matched by a variable; "...
+	// but current is none" (the existing queue lacks the argument) cannot.
+	if v := argVariable(inequivalentArg(reason)); v != "" && kind == "queue" && !strings.HasSuffix(reason, "current is none") {
+		fix = "set " + v + " to match"
 	}
-	return &mismatchError{kind: kind, name: name, reason: reason, fix: fix}
+	page := "Queues"
+	if kind == "exchange" {
+		page = "Exchanges"
+	}
+	return &mismatchError{
+		msg: fmt.Sprintf("%s %q already exists with other arguments (%s): delete it in the management UI (%s > %s > Delete) or %s",
+			kind, name, reason, page, name, fix),
+		err: err,
+	}
+}
+
+// inequivalentArg returns the argument RabbitMQ names in a 406 reason such as
+// "inequivalent arg 'x-queue-type' for queue 'pings' in vhost '/': ...".
+func inequivalentArg(reason string) string {
+	_, after, ok := strings.Cut(reason, "inequivalent arg '")
+	if !ok {
+		return ""
+	}
+	arg, _, _ := strings.Cut(after, "'")
+	return arg
+}
+
+// argVariable returns the variable that sets a queue argument.
+func argVariable(arg string) string {
+	switch arg {
+	case "x-queue-type":
+		return "RABBITMQ_QUEUE_TYPE"
+	case "x-delivery-limit":
+		return "RABBITMQ_DELIVERY_LIMIT"
+	case "x-dead-letter-exchange":
+		return "RABBITMQ_DEAD_LETTER_EXCHANGE"
+	}
+	return ""
 }

@@ -44,6 +44,15 @@
 //     ...the lines...
 //     -->
 //
+// A chapter that explains code quotes it: <!-- doctest: quote FILE NAME -->
+// before a fenced block says that the block is an excerpt of FILE (a path
+// from the repository's root), of its declaration NAME in a Go file (a
+// function, Type.Method, or a type), or of the text from the first line
+// containing NAME in any other file; NAME may be left out to quote from
+// anywhere in the file. A line "// ...", "# ..." or "..." in the block
+// stands for lines left out. TestQuotes checks every quote against the
+// source (quotes.go), so a quote cannot drift from the code.
+//
 // Commands use the default ports (localhost:8000, 8001, 8002, 5672, 15672)
 // and the .lab/ folder as a reader types them; the harness rewrites them to
 // its lab's free ports and state folder, and back in the output.
@@ -126,6 +135,9 @@ func parseChapter(text string) ([]step, error) {
 				eventually = true
 			case "native", "docker":
 				road = m[1]
+			case "quote":
+				// The next block is an excerpt of the code, which
+				// TestQuotes checks; there is nothing to run.
 			case "stop", "kill":
 				parts := strings.Fields(m[2])
 				if len(parts) == 0 {

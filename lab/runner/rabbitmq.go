@@ -106,7 +106,7 @@ func (r *rabbitmq) start() error {
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
-	conf := fmt.Sprintf("%s\n## Appended by the native lab runner (lab/rabbitmq.go):\n"+
+	conf := fmt.Sprintf("%s\n## Appended by the native lab runner (lab/runner/rabbitmq.go):\n"+
 		"listeners.tcp.default = 127.0.0.1:%d\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n",
 		shared, r.amqpPort, r.mgmtPort)
 	if err := os.WriteFile(filepath.Join(r.dir, "rabbitmq.conf"), []byte(conf), 0o644); err != nil {

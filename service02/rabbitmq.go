@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// RabbitMQConfig is the configuration both services share, with the same
+// variables and defaults: where the broker is, and the names of what both
+// declare on it (topology.go). Each service's config embeds it.
+type RabbitMQConfig struct {
+	RabbitMQHost  string `env:"RABBITMQ_HOST" envDefault:"localhost"`
+	RabbitMQPort  int    `env:"RABBITMQ_PORT" envDefault:"5672"`
+	RabbitMQUser  string `env:"RABBITMQ_DEFAULT_USER" envDefault:"lab"`
+	RabbitMQPass  string `env:"RABBITMQ_DEFAULT_PASS" envDefault:"lab"`
+	RabbitMQVHost string `env:"RABBITMQ_VHOST" envDefault:"/"`
+
+	Exchange           string `env:"RABBITMQ_EXCHANGE" envDefault:"pings"`
+	RoutingKey         string `env:"RABBITMQ_ROUTING_KEY" envDefault:"ping.created"`
+	Queue              string `env:"RABBITMQ_QUEUE" envDefault:"pings"`
+	QueueType          string `env:"RABBITMQ_QUEUE_TYPE" envDefault:"quorum"`
+	DeliveryLimit      int    `env:"RABBITMQ_DELIVERY_LIMIT" envDefault:"5"`
+	DeadLetterExchange string `env:"RABBITMQ_DEAD_LETTER_EXCHANGE" envDefault:"pings.dlx"`
+	DeadLetterQueue    string `env:"RABBITMQ_DEAD_LETTER_QUEUE" envDefault:"pings.dead"`
+}
+
+// validate checks the broker's values that parsed.
+func (c RabbitMQConfig) validate() []fieldError {
+	var problems []fieldError
+	check := func(ok bool, key, format string, args ...any) {
+		if !ok {
+			problems = append(problems, fieldError{key, fmt.Sprintf(format, args...)})
+		}
+	}
+	check(c.RabbitMQHost != "", "RABBITMQ_HOST", "must not be empty")
+	check(c.RabbitMQPort >= 1 && c.RabbitMQPort <= 65535, "RABBITMQ_PORT", "must be a port number from 1 to 65535, got %d", c.RabbitMQPort)
+	check(c.RabbitMQUser != "", "RABBITMQ_DEFAULT_USER", "must not be empty")
+
+	// AMQP names are short strings (at most 255 bytes). An empty name means
+	// the default exchange, or a queue named by the broker; and RabbitMQ
+	// refuses to declare an exchange or queue whose name starts with "amq.".
+	// The routing key may be empty.
+	for _, n := range []struct{ key, name string }{
+		{"RABBITMQ_EXCHANGE", c.Exchange},
+		{"RABBITMQ_DEAD_LETTER_EXCHANGE", c.DeadLetterExchange},
+		{"RABBITMQ_QUEUE", c.Queue},
+		{"RABBITMQ_DEAD_LETTER_QUEUE", c.DeadLetterQueue},
+	} {
+		check(n.name != "", n.key, "must not be empty")
+		check(len(n.name) <= 255, n.key, "must be at most 255 bytes long, got %d", len(n.name))
+		check(!strings.HasPrefix(n.name, "amq."), n.key, `must not start with "amq." (RabbitMQ reserves those names), got %q`, n.name)
+	}
+	check(len(c.RoutingKey) <= 255, "RABBITMQ_ROUTING_KEY", "must be at most 255 bytes long, got %d", len(c.RoutingKey))
+	check(c.Exchange != c.DeadLetterExchange, "RABBITMQ_DEAD_LETTER_EXCHANGE", "must differ from RABBITMQ_EXCHANGE (both are %q)", c.Exchange)
+	check(c.Queue != c.DeadLetterQueue, "RABBITMQ_DEAD_LETTER_QUEUE", "must differ from RABBITMQ_QUEUE (both are %q)", c.Queue)
+	check(c.QueueType == "quorum" || c.QueueType == "classic", "RABBITMQ_QUEUE_TYPE", `must be "quorum" or "classic", got %q`, c.QueueType)
+	check(c.DeliveryLimit >= 1, "RABBITMQ_DELIVERY_LIMIT", "must be at least 1, got %d", c.DeliveryLimit)
+	return problems
+}
+
+// RabbitMQAddr is the broker's host:port, for messages (it holds no secret).
+func (c RabbitMQConfig) RabbitMQAddr() string {
+	return net.JoinHostPort(c.RabbitMQHost, strconv.Itoa(c.RabbitMQPort))
+}
+
+// AMQPURL is the broker URL with the login and the virtual host escaped, so
+// that a password such as "p@ss/word" or the vhost "/" (which becomes
+// "%2F") survive the trip.
+func (c RabbitMQConfig) AMQPURL() string {
+	u := url.URL{
+		Scheme:  "amqp",
+		User:    url.UserPassword(c.RabbitMQUser, c.RabbitMQPass),
+		Host:    c.RabbitMQAddr(),
+		Path:    "/" + c.RabbitMQVHost,
+		RawPath: "/" + url.PathEscape(c.RabbitMQVHost),
+	}
+	return u.String()
+}
