@@ -42,9 +42,9 @@ test: deps vet $(if $(filter compose,$(VERSIONS)),sysroot)
 	@set -e; for v in $(VERSIONS); do \
 		case $$v in \
 		distro) echo "== make test, round 1: the distribution's RabbitMQ and nginx"; \
-			$(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
+			LAB_NEED_RABBITMQ=1 $(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
 		compose) echo "== make test, round 2: RabbitMQ 4.3 and nginx 1.30 from $(SYSROOT)"; \
-			LAB_SYSROOT=$(SYSROOT) $(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
+			LAB_NEED_RABBITMQ=1 LAB_SYSROOT=$(SYSROOT) $(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
 		*) echo "VERSIONS: want distro and/or compose, got $$v" >&2; exit 2 ;; \
 		esac; \
 	done

@@ -4,7 +4,7 @@
 //	go run ./lab run [rabbitmq] [service01] [service02] [nginx]
 //	go run ./lab ctl <rabbitmqctl arguments>
 //	go run ./lab bench [-smoke]
-//	go run ./lab fault [scenario...]
+//	go run ./lab fault [-rate N] [scenario...]
 //
 // `make run` calls the first form. The module also holds the lab's
 // end-to-end tests, which start the same parts on free ports.
@@ -48,7 +48,9 @@ const usage = `usage:
   lab run [part...]    start the lab (parts: rabbitmq service01 service02 nginx; default all)
   lab ctl <args...>    run rabbitmqctl against the lab's broker, e.g. lab ctl list_queues name messages
   lab bench [-smoke]   measure the lab beside its ceilings on a lab of its own on free ports; -h for the options
-  lab fault [name...]  run the fault scenarios against a lab of their own on free ports and print the table
+  lab fault [-rate N] [name...]
+                       run the fault scenarios against a lab of their own on free ports and print the table;
+                       -rate sets the load's pings per second (default 150)
                        (broker-restart broker-kill service02-kill service02-term service01-kill
                         service01-term memory-alarm poison gateway-reload; default all)`
 

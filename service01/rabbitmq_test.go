@@ -24,6 +24,10 @@ import (
 // (/usr/sbin/rabbitmq-server only lets root or the rabbitmq user run it).
 const rabbitServer = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 
+// errNoRabbitMQ is the error of startTestRabbit when RabbitMQ is not
+// installed.
+var errNoRabbitMQ = errors.New("RabbitMQ is not installed")
+
 // testRabbit is a RabbitMQ node owned by a test run.
 type testRabbit struct {
 	dir      string
@@ -43,7 +47,7 @@ func (r *testRabbit) URL() string {
 // accepts AMQP connections.
 func startTestRabbit() (*testRabbit, error) {
 	if _, err := os.Stat(os.Getenv("LAB_SYSROOT") + rabbitServer); err != nil {
-		return nil, fmt.Errorf("rabbitmq-server is not installed (%s missing): run make deps", os.Getenv("LAB_SYSROOT")+rabbitServer)
+		return nil, fmt.Errorf("%w (%s is missing)", errNoRabbitMQ, os.Getenv("LAB_SYSROOT")+rabbitServer)
 	}
 	dir, err := os.MkdirTemp("", "rabbit-test-")
 	if err != nil {

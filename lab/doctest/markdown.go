@@ -25,7 +25,13 @@
 //     <!-- doctest: eventually --> before a console block
 //     reruns each of its commands until the output matches (for what happens
 //     asynchronously, such as a message reaching service02); and
-//     <!-- doctest: skip --> leaves the next block out.
+//     <!-- doctest: skip --> leaves the next block out; and
+//     <!-- doctest: copy --> runs the chapter's commands in a copy of the
+//     repository (its files as they are, committed or not), for a chapter
+//     whose commands change them, as a break-it experiment does.
+//   - a command that fails shows it: when the expected output ends with a
+//     line "exit status N" (what go run prints when the program it ran
+//     fails), the command must exit with status N; otherwise with 0.
 //   - a chapter gives both roads, natively (make run) and with Docker
 //     (docker compose). A fenced "sh" block whose every line is a docker
 //     command (or name=$(docker ...), which keeps its output) is the Docker
@@ -74,6 +80,7 @@ const (
 	stepKill                    // kill parts of the lab with SIGKILL
 	stepCommand                 // run a command and compare its output
 	stepDocker                  // run docker commands, which must succeed
+	stepCopy                    // run the chapter's commands in a copy of the repository
 )
 
 // The roads a step belongs to: both, or one of them.
@@ -135,6 +142,8 @@ func parseChapter(text string) ([]step, error) {
 				eventually = true
 			case "native", "docker":
 				road = m[1]
+			case "copy":
+				steps = append(steps, step{kind: stepCopy, road: roadNative, line: i + 1})
 			case "quote":
 				// The next block is an excerpt of the code, which
 				// TestQuotes checks; there is nothing to run.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -23,7 +24,7 @@ import (
 var readerEnv = []string{"GATEWAY_RATE_LIMIT=100r/s", "GATEWAY_RATE_BURST=200", "LOG_LEVEL=info"}
 
 const (
-	commandTimeout = 90 * time.Second // go run may build first
+	commandTimeout = 5 * time.Minute // go run may build first; a fault scenario takes a minute or two
 	eventuallyFor  = 30 * time.Second
 )
 
@@ -121,7 +122,11 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 			}
 		}
 	})
-	sh := mustShell(t, root, os.Environ())
+	shellDir := root
+	if slices.ContainsFunc(steps, func(s step) bool { return s.kind == stepCopy }) {
+		shellDir = mustCopyRepo(t, root)
+	}
+	sh := mustShell(t, shellDir, os.Environ())
 	// curl shows no progress meter when it writes to a terminal, as the
 	// reader's does; here its output goes to a pipe.
 	if _, _, err := sh.run(`curl() { command curl --no-progress-meter "$@"; }`, commandTimeout); err != nil {
@@ -200,7 +205,7 @@ func runCommand(t *testing.T, sh *shell, rw *rewriter, where string, s step) {
 			t.Fatalf("%s: $ %s\n%v; it printed:\n%s", where, s.command, err, out)
 		}
 		got := outputLines(rw.output(out))
-		ok := rc == 0 && matchOutput(s.expected, got)
+		ok := (rc == 0 || expectsExit(s.expected, rc)) && matchOutput(s.expected, got)
 		if ok {
 			return
 		}
@@ -210,6 +215,44 @@ func runCommand(t *testing.T, sh *shell, rw *rewriter, where string, s step) {
 		}
 		time.Sleep(250 * time.Millisecond) // poll interval of an eventually block
 	}
+}
+
+// expectsExit reports whether the expected output shows that the command
+// fails with status rc: its last line is "exit status rc", as go run prints
+// when the program it ran fails.
+func expectsExit(expected []string, rc int) bool {
+	return len(expected) > 0 && strings.TrimSpace(expected[len(expected)-1]) == fmt.Sprintf("exit status %d", rc)
+}
+
+// mustCopyRepo copies the repository's files, as they are in the working
+// tree (tracked, and untracked but not ignored: no binaries, no .lab), to a
+// new folder and returns it.
+func mustCopyRepo(t *testing.T, root string) string {
+	t.Helper()
+	out, err := exec.Command("git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard").Output()
+	if err != nil {
+		t.Fatalf("list the repository's files: %v", err)
+	}
+	dst := t.TempDir()
+	for _, name := range strings.Split(strings.TrimRight(string(out), "\x00"), "\x00") {
+		src := filepath.Join(root, name)
+		info, err := os.Lstat(src)
+		if err != nil || !info.Mode().IsRegular() {
+			continue // deleted in the working tree, or not a plain file
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := filepath.Join(dst, name)
+		if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, data, info.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }
 
 // startBeside starts parts as a second lab beside l, with the variables

@@ -53,14 +53,17 @@ const (
 	requestTimeout = 15 * time.Second
 )
 
-// StartLoad starts sending pings to gatewayURL; each msg is prefix, a dash
-// and a sequence number.
-func StartLoad(gatewayURL, prefix string) *Load {
+// StartLoad starts sending pings to gatewayURL, rate per second (loadRate
+// when 0); each msg is prefix, a dash and a sequence number.
+func StartLoad(gatewayURL, prefix string, rate int) *Load {
+	if rate <= 0 {
+		rate = loadRate
+	}
 	l := &Load{stop: make(chan struct{})}
 	client := newClient()
 	// One ticker paces every worker: a request starts on each tick that a
 	// worker is free to take, and the ticks nobody takes are dropped.
-	ticker := time.NewTicker(time.Second / loadRate)
+	ticker := time.NewTicker(time.Second / time.Duration(rate))
 	var seq atomic.Int64
 	for range loadWorkers {
 		l.wg.Go(func() {

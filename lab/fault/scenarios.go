@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -249,6 +250,8 @@ func checkNoErrors(_ context.Context, _ *Suite, _ *faultRun, _ []Ping, r *Result
 type Suite struct {
 	Lab *runner.Lab
 	Log io.Writer // progress, one line per step; nil for none
+	// Rate is the load's pings per second; 0 for the default (loadRate).
+	Rate int
 
 	run  string          // tells this run's msgs from any other's
 	ours map[string]bool // every msg this run sent
@@ -273,7 +276,7 @@ func (s *Suite) logf(format string, args ...any) {
 func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
 	r := Result{Scenario: sc.Title, Recovery: -1}
 	gateway := s.Lab.GatewayURL()
-	load := StartLoad(gateway, fmt.Sprintf("fault-%s-%s", s.run, sc.Name))
+	load := StartLoad(gateway, fmt.Sprintf("fault-%s-%s", s.run, sc.Name), s.Rate)
 	f := &faultRun{}
 
 	s.logf("%s: load started", sc.Name)
@@ -464,11 +467,20 @@ func StartLab(ctx context.Context, dir string) (*runner.Lab, error) {
 	return l, nil
 }
 
-// Main is `lab fault [scenario...]`: it starts a lab of its own on free
-// ports, runs the scenarios and prints the table. It fails when a promise
-// was broken.
-func Main(ctx context.Context, names []string, stdout io.Writer) error {
-	scenarios, err := Select(names)
+// Main is `lab fault [-rate N] [scenario...]`: it starts a lab of its own
+// on free ports, runs the scenarios and prints the table. It fails when a
+// promise was broken.
+func Main(ctx context.Context, args []string, stdout io.Writer) error {
+	flags := flag.NewFlagSet("lab fault", flag.ContinueOnError)
+	flags.SetOutput(stdout)
+	rate := flags.Int("rate", loadRate, "pings per second the load sends")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	if *rate < 1 || *rate > 10000 {
+		return fmt.Errorf("-rate must be from 1 to 10000 pings per second, got %d", *rate)
+	}
+	scenarios, err := Select(flags.Args())
 	if err != nil {
 		return err
 	}
@@ -482,6 +494,7 @@ func Main(ctx context.Context, names []string, stdout io.Writer) error {
 		return err
 	}
 	suite := NewSuite(l, stdout)
+	suite.Rate = *rate
 	var results []Result
 	failed := false
 	for _, sc := range scenarios {

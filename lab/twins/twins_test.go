@@ -23,6 +23,7 @@ var files = []string{
 	"rabbitmq.go",      // the broker's variables, their validation, the AMQP URL
 	"topology.go",      // the exchanges and queues both declare
 	"rabbitmq_test.go", // the test broker both services' tests start
+	"main_test.go",     // sharing it across a package; skipping without it
 }
 
 // serviceName matches the one place where twins may differ: the name of
