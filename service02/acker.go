@@ -10,6 +10,13 @@ import (
 // consumer.go, named so. Without it, handle would call d.Ack(false) for
 // each message once it is stored; with it, one basic.ack with
 // multiple=true covers many stored messages.
+//
+// What it is worth, measured on the 2-core machine the lab is built on
+// (RabbitMQ 3.10, a quorum queue, prefetch 200, nothing stored, two runs):
+// 28 000 and 34 000 deliveries/s acking each on its own, 59 000 and 41 000
+// in batches of 100, about 1.5 times as many. BenchmarkAcks measures it:
+//
+//	go test -run '^$' -bench Acks -benchtime 20000x -count 2 ./service02
 
 // ackBatch is how many stored messages may wait for their ack: half the
 // prefetch, at least 1. The broker sends no more than the prefetch ahead of
