@@ -17,7 +17,9 @@ import (
 // (SERVICE01_CONFIRM_TIMEOUT). It returns nil once the broker has confirmed
 // the message, else a *publishError saying what happened. Getting a channel,
 // reconnecting and the words for the HTTP client live elsewhere
-// (publisher.go, connection.go, handlers.go).
+// (publisher.go, connection.go, handlers.go); so do the types this function
+// uses: confirmChannel (connection.go), publishError (publisher.go) and the
+// result values (metrics.go).
 func publishConfirmed(ctx context.Context, c *confirmChannel, exchange, routingKey string, m message) error {
 	body, err := json.Marshal(m)
 	if err != nil {

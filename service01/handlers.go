@@ -29,8 +29,9 @@ const statusClientClosedRequest = 499
 
 // handlePing publishes the message in the request and answers 202 Accepted
 // with it once the broker has confirmed that it is stored: read the
-// request, publish, answer. With an Idempotency-Key, keys.publish turns a
-// retry into the same message (idempotency.go).
+// request, publish, answer. keys.publish publishes every message; with an
+// Idempotency-Key it also turns a retry into the same message
+// (idempotency.go).
 func handlePing(logger *slog.Logger, cfg config, pub publisher, keys *idempotencyKeys) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, key, ok := readPing(w, r)

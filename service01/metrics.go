@@ -11,7 +11,7 @@ const (
 	resultConfirmed   = "confirmed"   // the broker confirmed it: it is stored
 	resultNacked      = "nacked"      // the broker refused it (basic.nack)
 	resultReturned    = "returned"    // no queue was bound to take it
-	resultTimeout     = "timeout"     // no confirm within SERVICE01_CONFIRM_TIMEOUT
+	resultTimeout     = "timeout"     // SERVICE01_CONFIRM_TIMEOUT ran out, waiting for a channel or for the confirm
 	resultUnavailable = "unavailable" // not connected, or the connection failed meanwhile
 	resultBlocked     = "blocked"     // the broker blocks publishers (memory or disk alarm)
 )

@@ -63,7 +63,7 @@ func declareTopology(ch *amqp.Channel, c RabbitMQConfig) error {
 
 	args := amqp.Table{
 		"x-queue-type": c.QueueType,
-		// Rejected messages (service01 rejects invalid ones) go to the
+		// Rejected messages (the consumer rejects invalid ones) go to the
 		// dead-letter exchange instead of being dropped.
 		"x-dead-letter-exchange": c.DeadLetterExchange,
 	}
