@@ -153,3 +153,16 @@ func mustExecutable(tb testing.TB, path string) {
 		tb.Fatal(err)
 	}
 }
+
+// TestClaimPort: a port claimed once cannot be claimed again while the claim
+// is held. (flock locks belong to an open file, so a second claim here
+// fails as another process's would.)
+func TestClaimPort(t *testing.T) {
+	ports, err := FreePorts(1) // claims it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claimPort(ports[0]) {
+		t.Errorf("port %d was claimed twice", ports[0])
+	}
+}

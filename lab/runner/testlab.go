@@ -6,8 +6,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -76,7 +78,31 @@ const (
 var (
 	portsMu   sync.Mutex
 	portsUsed = map[int]bool{}
+	claims    []*os.File // held open, so locked, until the process ends
 )
+
+// claimPort keeps other processes from choosing port p while this one
+// lives: test packages run in parallel, each in a process of its own, and
+// a lab binds its ports seconds after choosing them (its services are
+// built first), so a check that the port is free is not enough. The claim
+// is an exclusive flock on a file named for the port, which the kernel
+// drops when the process ends, however it ends.
+func claimPort(p int) bool {
+	dir := filepath.Join(os.TempDir(), "pingpong-lab-ports")
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return true // no claims possible here: fall back to the check alone
+	}
+	f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(p)), os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return true
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return false
+	}
+	claims = append(claims, f)
+	return true
+}
 
 // FreePorts returns n distinct TCP ports, free now, below the ephemeral range.
 func FreePorts(n int) ([]int, error) {
@@ -91,12 +117,15 @@ func FreePorts(n int) ([]int, error) {
 		if portsUsed[p] {
 			continue
 		}
+		if !claimPort(p) {
+			continue // another test process chose it
+		}
+		portsUsed[p] = true // by this process, now, whatever happens next
 		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
 		if err != nil {
 			continue
 		}
 		l.Close()
-		portsUsed[p] = true
 		ports = append(ports, p)
 	}
 	return ports, nil
