@@ -58,8 +58,15 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// The lab stops in order on Ctrl-C (SIGINT), on SIGTERM, and on SIGHUP,
+	// which a closing terminal sends.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A write to a stdout that is gone (make run | tee, then Ctrl-C: tee
+	// dies first) would otherwise kill the runner with SIGPIPE before it
+	// has stopped the parts, leaving them running; ignored, the write just
+	// fails, and the runner goes on stopping them.
+	signal.Ignore(syscall.SIGPIPE)
 	cfg, err := runner.LoadConfig(environ)
 	if err != nil {
 		return err
