@@ -16,10 +16,17 @@ PACKAGES := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 # it. The script's hash is in the name: a change to it builds a new one.
 SYSROOT ?= $(HOME)/.cache/pingpong-lab/sysroot-forky-$(shell sha256sum lab/sysroot/build.sh | cut -c1-12)
 
-.PHONY: run test deps vet fmt clean help sysroot
+# httpyac, the .http client make test runs docs/lab.http with: the version
+# lab/doctest/httpyac/package-lock.json pins, installed from the npm registry
+# outside the checkout (fresh clones share it). A change to the lock file
+# installs a new one.
+HTTPYAC_DIR ?= $(HOME)/.cache/pingpong-lab/httpyac-$(shell cat lab/doctest/httpyac/package.json lab/doctest/httpyac/package-lock.json | sha256sum | cut -c1-12)
+
+.PHONY: run stop test deps vet fmt clean help sysroot httpyac
 
 help:
 	@echo "make run    start the whole lab natively (PARTS='rabbitmq service01' for a subset)"
+	@echo "make stop   stop this checkout's lab: one running in another terminal, or what an earlier run left"
 	@echo "make test   vet and test every module, with the real RabbitMQ and nginx:"
 	@echo "            the distribution's, then RabbitMQ 4.3 and nginx 1.30 (the compose images')"
 	@echo "make test-docker  docker compose up the lab on a real Docker engine and test it"
@@ -33,13 +40,20 @@ run: deps
 	@$(GO) build -o .lab/bin/lab ./lab
 	@.lab/bin/lab run $(PARTS)
 
+# stop stops what .lab/running/ records: the runner of a lab running in
+# another terminal, or the parts an earlier run left behind.
+stop:
+	@$(GO) build -o .lab/bin/lab ./lab
+	@.lab/bin/lab stop
+
 # test runs every test twice: on the distribution's RabbitMQ and nginx (what
 # make run uses), then on RabbitMQ 4.3 and nginx 1.30 from the sysroot (what
 # docker-compose.yml's images carry). VERSIONS=distro or VERSIONS=compose
 # runs one round only.
 VERSIONS ?= distro compose
-test: deps vet $(if $(filter compose,$(VERSIONS)),sysroot)
-	@set -e; for v in $(VERSIONS); do \
+test: deps httpyac vet $(if $(filter compose,$(VERSIONS)),sysroot)
+	@set -e; export LAB_HTTPYAC=$(HTTPYAC_DIR)/node_modules/.bin/httpyac; \
+	for v in $(VERSIONS); do \
 		case $$v in \
 		distro) echo "== make test, round 1: the distribution's RabbitMQ and nginx"; \
 			LAB_NEED_RABBITMQ=1 $(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
@@ -48,6 +62,23 @@ test: deps vet $(if $(filter compose,$(VERSIONS)),sysroot)
 		*) echo "VERSIONS: want distro and/or compose, got $$v" >&2; exit 2 ;; \
 		esac; \
 	done
+
+# httpyac installs httpyac (above) with npm, and Node.js and npm from the
+# distribution's packages when they are missing.
+httpyac:
+	@[ -x "$(HTTPYAC_DIR)/node_modules/.bin/httpyac" ] && exit 0; \
+	if ! command -v npm >/dev/null 2>&1; then \
+		command -v apt-get >/dev/null 2>&1 || { echo "make test runs docs/lab.http with httpyac, which needs Node.js 18+ and npm: install them, then run make again." >&2; exit 1; }; \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "Installing Node.js and npm from the distribution's packages (for httpyac)..."; \
+		$$sudo apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || exit 1; \
+	fi; \
+	echo "Installing httpyac into $(HTTPYAC_DIR)..."; \
+	rm -rf "$(HTTPYAC_DIR).tmp" && mkdir -p "$(HTTPYAC_DIR).tmp" && \
+	cp lab/doctest/httpyac/package.json lab/doctest/httpyac/package-lock.json "$(HTTPYAC_DIR).tmp/" && \
+	npm ci --prefix "$(HTTPYAC_DIR).tmp" --no-audit --no-fund --loglevel=error && \
+	rm -rf "$(HTTPYAC_DIR)" && mv "$(HTTPYAC_DIR).tmp" "$(HTTPYAC_DIR)"
 
 sysroot:
 	@sudo=""; [ "$$(id -u)" = 0 ] || [ -e "$(SYSROOT)/.complete" ] || sudo=sudo; \

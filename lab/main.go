@@ -2,7 +2,9 @@
 // node, both services and the nginx gateway, each on the ports in .env.
 //
 //	go run ./lab run [rabbitmq] [service01] [service02] [nginx]
+//	go run ./lab stop
 //	go run ./lab ctl <rabbitmqctl arguments>
+//	go run ./lab load [-clients N] [-duration D]
 //	go run ./lab bench [-smoke]
 //	go run ./lab fault [-rate N] [scenario...]
 //
@@ -23,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/joho/godotenv"
 
@@ -46,7 +49,11 @@ func main() {
 
 const usage = `usage:
   lab run [part...]    start the lab (parts: rabbitmq service01 service02 nginx; default all)
+  lab stop             stop this checkout's lab wherever it runs, or what an earlier run left running
   lab ctl <args...>    run rabbitmqctl against the lab's broker, e.g. lab ctl list_queues name messages
+  lab load [-clients N] [-duration D]
+                       send POST /ping to the running lab's gateway from N clients (64) for D (10s),
+                       and print the rate, the latency and every status; fails on any non-2xx
   lab bench [-smoke]   measure the lab beside its ceilings on a lab of its own on free ports; -h for the options
   lab fault [-rate N] [name...]
                        run the fault scenarios against a lab of their own on free ports and print the table;
@@ -81,6 +88,10 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 		return fault.Main(ctx, args[1:], stdout)
 	case "run":
 		return runLab(ctx, l, root, args[1:], stdout)
+	case "stop":
+		return runner.StopRecorded(l.State(), stdout, time.Minute)
+	case "load":
+		return bench.LoadCommand(ctx, l.GatewayURL(), args[1:], stdout)
 	case "bench":
 		return bench.Command(ctx, root, args[1:], stdout)
 	case "ctl":

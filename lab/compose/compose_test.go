@@ -412,12 +412,34 @@ func TestSettingsReachContainers(t *testing.T) {
 			set:  []string{"GATEWAY_PORT=9000"},
 			check: func(t *testing.T, p *types.Project) {
 				nginx := mustService(t, p, "nginx")
-				wantEnv(t, nginx, "GATEWAY_PORT", "9000")
+				wantEnv(t, nginx, "GATEWAY_LISTEN", "9000")
 				if got, want := ports(nginx), []port{{"127.0.0.1", "9000", 9000}}; !slices.Equal(got, want) {
 					t.Errorf("nginx ports = %+v, want %+v", got, want)
 				}
 				if hc := nginx.HealthCheck.Test; !strings.Contains(strings.Join(hc, " "), "127.0.0.1:9000/") {
 					t.Errorf("nginx healthcheck %q does not follow GATEWAY_PORT", hc)
+				}
+			},
+		},
+		{
+			// As natively, the gateway listens on the loopback unless
+			// GATEWAY_ADDRESS opens it; inside the container it listens
+			// on every interface, as Docker's port forwarding needs.
+			name: "gateway address",
+			set:  []string{"GATEWAY_ADDRESS=0.0.0.0"},
+			check: func(t *testing.T, p *types.Project) {
+				nginx := mustService(t, p, "nginx")
+				gp := example["GATEWAY_PORT"]
+				if got, want := ports(nginx), []port{{"0.0.0.0", gp, mustPort(t, gp)}}; !slices.Equal(got, want) {
+					t.Errorf("nginx ports = %+v, want %+v", got, want)
+				}
+				wantEnv(t, nginx, "GATEWAY_LISTEN", gp)
+				for _, name := range []string{"rabbitmq", "service01", "service02"} {
+					for _, pt := range ports(mustService(t, p, name)) {
+						if pt.hostIP != "127.0.0.1" {
+							t.Errorf("%s is published on %s: GATEWAY_ADDRESS opens the gateway only", name, pt.hostIP)
+						}
+					}
 				}
 			},
 		},

@@ -59,7 +59,7 @@ func TestTemplateRendersAsInTheImage(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"listen " + env["GATEWAY_PORT"] + ";",
+		"listen " + env["GATEWAY_LISTEN"] + ";",
 		"server " + env["SERVICE01_ADDR"] + ";",
 		"server " + env["SERVICE02_ADDR"] + ";",
 		"access_log " + env["GATEWAY_ACCESS_LOG"] + ";",

@@ -1,16 +1,16 @@
 package doctest
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"pingpong/lab/runner"
 )
@@ -27,11 +27,10 @@ type httpRequest struct {
 }
 
 var (
-	fileVarRE  = regexp.MustCompile(`^@([A-Za-z0-9_]+)\s*=\s*(.*)$`)
-	expectRE   = regexp.MustCompile(`^(?:#|//)\s*Expect:\s*(\d{3})\b`)
-	nameRE     = regexp.MustCompile(`^(?:#|//)\s*@name\s+(\S+)`)
-	requestRE  = regexp.MustCompile(`^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)\s+(\S+)(?:\s+HTTP/[0-9.]+)?$`)
-	templateRE = regexp.MustCompile(`\{\{\s*([^}]+?)\s*\}\}`)
+	fileVarRE = regexp.MustCompile(`^@([A-Za-z0-9_]+)\s*=\s*(.*)$`)
+	expectRE  = regexp.MustCompile(`^(?:#|//)\s*Expect:\s*(\d{3})\b`)
+	nameRE    = regexp.MustCompile(`^(?:#|//)\s*@name\s+(\S+)`)
+	requestRE = regexp.MustCompile(`^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)\s+(\S+)(?:\s+HTTP/[0-9.]+)?$`)
 )
 
 // parseHTTPFile reads the file variables and the requests of an .http file.
@@ -94,10 +93,12 @@ func parseHTTPFile(text string) (map[string]string, []httpRequest, error) {
 	return vars, reqs, nil
 }
 
-// TestLabHTTP sends every request of docs/lab.http, in order, to a running
-// lab and checks the status each one notes. A GET is repeated until it
-// gets that status (for a message service02 stores a moment later), for
-// up to 30 seconds. Every operation of docs/openapi.yaml must be there.
+// TestLabHTTP runs docs/lab.http with httpyac, a real .http client, as a
+// reader would in an editor: every request, in order, with the answers of
+// earlier requests filled into later ones by the file's response handlers.
+// Each request must answer with the status its "# Expect:" line notes, and
+// every operation of docs/openapi.yaml must be in the file. make test
+// installs httpyac (make httpyac) and names it in LAB_HTTPYAC.
 func TestLabHTTP(t *testing.T) {
 	root, err := runner.RepoRoot()
 	if err != nil {
@@ -111,70 +112,63 @@ func TestLabHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docs/lab.http: %v", err)
 	}
+	httpyac := mustHTTPYac(t)
 	l := refLab.Get(t)
-	rw := newRewriter(l, l.State())
-	answers := map[string]any{} // @name -> decoded JSON body
 
-	resolve := func(s string) (string, error) {
-		var err error
-		out := templateRE.ReplaceAllStringFunc(s, func(m string) string {
-			ref := templateRE.FindStringSubmatch(m)[1]
-			if v, ok := vars[ref]; ok {
-				return v
-			}
-			// {{name.response.body.$.field}}, as the REST Client writes it.
-			name, field, ok := strings.Cut(ref, ".response.body.$.")
-			if obj, found := answers[name].(map[string]any); ok && found {
-				if v, ok := obj[field].(string); ok {
-					return v
-				}
-			}
-			err = fmt.Errorf("cannot resolve {{%s}}", ref)
-			return m
-		})
-		return out, err
+	// The file, with the lab's ports where the reader's defaults are, in a
+	// folder of its own: httpyac reads files below its working directory.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "lab.http"), []byte(newRewriter(l, l.State()).command(string(b))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(httpyac, "send", "lab.http", "--all", "--json")
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	// It exits non-zero when a request failed; its output still says which.
+	out, runErr := cmd.Output()
+	var run struct {
+		Requests []struct {
+			Title    string `json:"title"`
+			Line     int    `json:"line"`
+			Response *struct {
+				StatusCode int             `json:"statusCode"`
+				Body       json.RawMessage `json:"body"`
+			} `json:"response"`
+			TestResults []struct {
+				Message string `json:"message"`
+			} `json:"testResults"`
+		} `json:"requests"`
+	}
+	if err := json.Unmarshal(out, &run); err != nil {
+		t.Fatalf("httpyac send lab.http --all: %v; its output is not JSON (%v):\n%s%s", runErr, err, stderr.String(), out)
+	}
+	if runErr != nil {
+		t.Errorf("httpyac send lab.http --all: %v\n%s", runErr, stderr.String())
+	}
+	if len(run.Requests) != len(reqs) {
+		t.Fatalf("httpyac sent %d requests, docs/lab.http has %d", len(run.Requests), len(reqs))
+	}
+	for i, got := range run.Requests {
+		r := reqs[i]
+		if got.Response == nil {
+			t.Errorf("%s: httpyac got no answer: %+v", r.title, got.TestResults)
+			continue
+		}
+		if got.Response.StatusCode != r.expect {
+			t.Errorf("%s (line %d): %s %s answered %d, lab.http expects %d\n%s", r.title, got.Line, r.method, r.url, got.Response.StatusCode, r.expect, got.Response.Body)
+		}
 	}
 
-	sent := map[string]bool{} // "METHOD path" sent to the gateway
+	sent := map[string]bool{} // "METHOD path" the file sends to the gateway
 	for _, r := range reqs {
-		url, err := resolve(r.url)
-		if err != nil {
-			t.Fatalf("%s: %v", r.title, err)
-		}
-		if path, ok := strings.CutPrefix(url, vars["gateway"]); ok {
+		if path, ok := strings.CutPrefix(r.url, "{{gateway}}"); ok {
 			path, _, _ = strings.Cut(path, "?")
 			sent[r.method+" "+path] = true
 		}
-		url = rw.command(url)
-		var header []string
-		for _, h := range r.headers {
-			v, err := resolve(h[1])
-			if err != nil {
-				t.Fatalf("%s: %v", r.title, err)
-			}
-			header = append(header, h[0], v)
-		}
-		deadline := time.Now().Add(30 * time.Second)
-		var resp *http.Response
-		var body []byte
-		for {
-			resp, body = do(t, r.method, url, "", []byte(r.body), header...)
-			if resp.StatusCode == r.expect || r.method != "GET" || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(100 * time.Millisecond) // poll interval
-		}
-		if resp.StatusCode != r.expect {
-			t.Errorf("%s: %s %s answered %d, lab.http expects %d\n%s", r.title, r.method, r.url, resp.StatusCode, r.expect, body)
-			continue
-		}
-		if r.name != "" {
-			var v any
-			if err := json.Unmarshal(body, &v); err != nil {
-				t.Fatalf("%s: the answer is not JSON: %s", r.title, body)
-			}
-			answers[r.name] = v
-		}
+	}
+	if vars["gateway"] == "" {
+		t.Error("docs/lab.http sets no @gateway")
 	}
 
 	spec := loadSpec(t)
@@ -193,4 +187,22 @@ func TestLabHTTP(t *testing.T) {
 			}
 		}
 	}
+}
+
+// mustHTTPYac returns the httpyac that LAB_HTTPYAC names. Without it the
+// test is skipped, unless make test runs it (LAB_NEED_RABBITMQ), which
+// installs httpyac first.
+func mustHTTPYac(t *testing.T) string {
+	t.Helper()
+	path := os.Getenv("LAB_HTTPYAC")
+	if path == "" {
+		if os.Getenv("LAB_NEED_RABBITMQ") != "" || os.Getenv("CI") != "" {
+			t.Fatal("LAB_HTTPYAC is not set: make test installs httpyac (make httpyac) and sets it")
+		}
+		t.Skip("httpyac not installed: make httpyac installs it; then LAB_HTTPYAC=<its folder>/node_modules/.bin/httpyac")
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("LAB_HTTPYAC: %v (make httpyac installs it)", err)
+	}
+	return path
 }

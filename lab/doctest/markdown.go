@@ -218,9 +218,10 @@ func parseChapter(text string) ([]step, error) {
 	return steps, nil
 }
 
-// dockerLineRE is a docker command, or one whose output a shell variable
-// keeps: name=$(docker ...).
-var dockerLineRE = regexp.MustCompile(`^(?:[a-z_][a-z0-9_]*=\$\()?docker `)
+// dockerLineRE is a docker command, with variables set before it
+// (GATEWAY_RATE_LIMIT=100r/s docker compose ...), or one whose output a shell
+// variable keeps: name=$(docker ...).
+var dockerLineRE = regexp.MustCompile(`^(?:[A-Z][A-Z0-9_]*=\S+\s+)*(?:[a-z_][a-z0-9_]*=\$\()?docker `)
 
 // dockerCommands returns the lines of an sh block that are all docker
 // commands, which the Docker road runs.

@@ -18,10 +18,9 @@ import (
 	"pingpong/lab/runner"
 )
 
-// readerEnv makes a test lab behave as the reader's lab does with the
-// defaults of .env.example (runner.NewTest raises the rate limit and logs
-// at debug level for the other tests).
-var readerEnv = []string{"GATEWAY_RATE_LIMIT=100r/s", "GATEWAY_RATE_BURST=200", "LOG_LEVEL=info"}
+// readerEnv makes a test lab log as the reader's lab does with the defaults
+// of .env.example (runner.NewTest logs at debug level for the other tests).
+var readerEnv = []string{"LOG_LEVEL=info"}
 
 const (
 	commandTimeout = 5 * time.Minute // go run may build first; a fault scenario takes a minute or two
@@ -142,6 +141,17 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 		where := fmt.Sprintf("%s:%d", name, s.line)
 		switch s.kind {
 		case stepStart:
+			if len(s.env) > 0 && restartsWith(s, cl.running) {
+				// The chapter stopped these parts and starts them
+				// again on the same ports with other variables.
+				for _, p := range s.parts {
+					if err := l.StartPartWith(ctx, p, s.env); err != nil {
+						t.Fatalf("%s: start %s with %v: %v", where, p, s.env, err)
+					}
+					cl.running = append(cl.running, p)
+				}
+				continue
+			}
 			if len(s.env) > 0 {
 				startBeside(t, l, rw, where, s)
 				continue
@@ -253,6 +263,27 @@ func mustCopyRepo(t *testing.T, root string) string {
 		}
 	}
 	return dst
+}
+
+// restartsWith reports whether a make run with variables starts, in the
+// lab, parts the chapter stopped, on their ports: it names parts and none
+// of them runs, and it sets no port. Otherwise it is a second lab beside
+// the first, on ports of its own.
+func restartsWith(s step, running []string) bool {
+	if len(s.parts) == 0 {
+		return false
+	}
+	for _, p := range s.parts {
+		if slices.Contains(running, p) {
+			return false
+		}
+	}
+	for _, kv := range s.env {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasSuffix(k, "_PORT") {
+			return false
+		}
+	}
+	return true
 }
 
 // startBeside starts parts as a second lab beside l, with the variables

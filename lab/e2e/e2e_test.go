@@ -9,10 +9,12 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"pingpong/lab/bench"
 	"pingpong/lab/runner"
 )
 
@@ -287,6 +289,58 @@ func TestConcurrentPingsAreStoredExactlyOnce(t *testing.T) {
 		if n != 1 {
 			t.Errorf("message %s stored %d times, want once", id, n)
 		}
+	}
+}
+
+// TestALoadTestGetsNoTooManyRequests runs a load test as a learner would on
+// make run as shipped: `lab load` at 64 clients, then 1000 requests at
+// once, each on a connection of its own (curl --parallel). On one machine
+// every client is 127.0.0.1, so the gateway's shipped limit must let all of
+// it through: every answer a 202, no 429.
+func TestALoadTestGetsNoTooManyRequests(t *testing.T) {
+	l := lab.Get(t)
+	defaults, err := runner.LoadConfig(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := l.Config(); c.RateLimit != defaults.RateLimit || c.RateBurst != defaults.RateBurst {
+		t.Fatalf("the test lab's gateway limits are %s burst %d, not the shipped %s burst %d", c.RateLimit, c.RateBurst, defaults.RateLimit, defaults.RateBurst)
+	}
+	var out strings.Builder
+	if err := bench.LoadCommand(context.Background(), l.GatewayURL(), []string{"-clients", "64", "-duration", "3s"}, &out); err != nil {
+		t.Errorf("lab load: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), " × 202") {
+		t.Errorf("lab load printed no 202s:\n%s", out.String())
+	}
+
+	const burst = 1000
+	statuses := make(chan int, burst)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range burst {
+		wg.Go(func() {
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+			<-start
+			resp, err := client.Post(l.GatewayURL()+"/ping", "application/json", strings.NewReader(`{"msg":"burst"}`))
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(statuses)
+	counts := map[int]int{}
+	for s := range statuses {
+		counts[s]++
+	}
+	if counts[http.StatusAccepted] != burst {
+		t.Errorf("%d requests at once got %v (status: count; 0 is no answer), want all 202", burst, counts)
 	}
 }
 

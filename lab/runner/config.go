@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"regexp"
 	"strings"
@@ -13,9 +14,12 @@ import (
 // Config is what the runner needs to know to start the lab natively. The
 // services read the rest of the environment themselves (see .env.example).
 type Config struct {
-	GatewayPort    int    `env:"GATEWAY_PORT" envDefault:"8000"`
-	RateLimit      string `env:"GATEWAY_RATE_LIMIT" envDefault:"100r/s"`
-	RateBurst      int    `env:"GATEWAY_RATE_BURST" envDefault:"200"`
+	GatewayPort int `env:"GATEWAY_PORT" envDefault:"8000"`
+	// The address the gateway listens on: the loopback, so only this
+	// machine reaches the lab, unless the user opens it (0.0.0.0).
+	GatewayAddress string `env:"GATEWAY_ADDRESS" envDefault:"127.0.0.1"`
+	RateLimit      string `env:"GATEWAY_RATE_LIMIT" envDefault:"100000r/s"`
+	RateBurst      int    `env:"GATEWAY_RATE_BURST" envDefault:"10000"`
 	ClientTimeout  string `env:"GATEWAY_CLIENT_TIMEOUT" envDefault:"10s"`
 	Service01Port  int    `env:"SERVICE01_PORT" envDefault:"8001"`
 	Service02Port  int    `env:"SERVICE02_PORT" envDefault:"8002"`
@@ -50,6 +54,9 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if err == nil && !timeRE.MatchString(cfg.ClientTimeout) {
 		problems = append(problems, fmt.Sprintf("GATEWAY_CLIENT_TIMEOUT: must be a time as nginx writes it, e.g. 10s or 500ms, got %q", cfg.ClientTimeout))
+	}
+	if ip := net.ParseIP(cfg.GatewayAddress); err == nil && ip == nil {
+		problems = append(problems, fmt.Sprintf("GATEWAY_ADDRESS: must be an IP address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network it is on), got %q", cfg.GatewayAddress))
 	}
 	if err == nil && cfg.RateBurst < 1 {
 		problems = append(problems, fmt.Sprintf("GATEWAY_RATE_BURST: must be 1 or more, got %d", cfg.RateBurst))

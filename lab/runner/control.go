@@ -3,6 +3,8 @@ package runner
 import (
 	"context"
 	"fmt"
+	"net"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -13,9 +15,19 @@ func (l *Lab) Config() Config { return l.cfg }
 // State is the runner's folder: data, logs, binaries, rendered config.
 func (l *Lab) State() string { return l.state }
 
-// GatewayURL is the base URL of the gateway, on the IPv4 loopback where
-// nginx listens.
-func (l *Lab) GatewayURL() string { return "http://127.0.0.1:" + strconv.Itoa(l.cfg.GatewayPort) }
+// GatewayURL is the base URL of the gateway: on the IPv4 loopback, unless
+// GATEWAY_ADDRESS names another address of the machine.
+func (l *Lab) GatewayURL() string {
+	return "http://" + net.JoinHostPort(l.gatewayHost(), strconv.Itoa(l.cfg.GatewayPort))
+}
+
+// gatewayHost is the address a client on this machine reaches the gateway on.
+func (l *Lab) gatewayHost() string {
+	if ip := net.ParseIP(l.cfg.GatewayAddress); ip == nil || ip.IsLoopback() || ip.IsUnspecified() {
+		return "127.0.0.1"
+	}
+	return l.cfg.GatewayAddress
+}
 
 // ManagementURL is the base URL of RabbitMQ's management UI and HTTP API.
 func (l *Lab) ManagementURL() string {
@@ -56,7 +68,7 @@ func (l *Lab) StopPart(part string) error {
 	default:
 		return fmt.Errorf("unknown part %q", part)
 	}
-	return nil
+	return l.writeRecord()
 }
 
 // KillPart kills one part at once with SIGKILL, as a crash or a power cut
@@ -72,7 +84,7 @@ func (l *Lab) KillPart(part string) error {
 	default:
 		return fmt.Errorf("unknown part %q", part)
 	}
-	return nil
+	return l.writeRecord()
 }
 
 // StartPart starts a stopped or killed part again, on the same ports and
@@ -81,7 +93,35 @@ func (l *Lab) StartPart(ctx context.Context, part string) error {
 	if part != "rabbitmq" && part != "nginx" && l.services[part] == nil {
 		return fmt.Errorf("unknown part %q", part)
 	}
-	return l.startPart(ctx, part)
+	if err := l.startPart(ctx, part); err != nil {
+		return err
+	}
+	return l.writeRecord()
+}
+
+// StartPartWith starts a stopped gateway or service again with env on top
+// of the lab's environment, as `GATEWAY_RATE_LIMIT=100r/s make run
+// PARTS=nginx` does in the terminal that ran it. The ports stay: a part on
+// other ports is a second lab. The part keeps env until it is started with
+// other values.
+func (l *Lab) StartPartWith(ctx context.Context, part string, env []string) error {
+	cfg, err := LoadConfig(append(slices.Clone(l.env), env...))
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(cfg.ports(), l.cfg.ports()) {
+		return fmt.Errorf("%s: a part cannot move to other ports in a running lab; start a second lab with its own ports", part)
+	}
+	switch part {
+	case "nginx":
+		l.gateway.vars = gatewayVars(cfg, l.gateway.vars["GATEWAY_ACCESS_LOG"])
+	case "service01", "service02":
+		// The last value of a variable is the one a process sees.
+		l.services[part].env = append(l.services[part].env, env...)
+	default:
+		return fmt.Errorf("%s: only the gateway and the services take other variables while the lab runs", part)
+	}
+	return l.StartPart(ctx, part)
 }
 
 // ReloadGateway re-renders nginx's configuration and reloads it without

@@ -39,8 +39,10 @@ type Options struct {
 	Echo       io.Writer // where the services' and nginx's output is echoed; nil for none
 	BuildFlags []string  // extra go build flags (the tests add -race)
 	// The Erlang ports of the broker; zero picks RabbitMQ's convention
-	// (distribution on the AMQP port + 20000) and the AMQP port + 30000 for
+	// (distribution on the AMQP port + 20000) and the AMQP port + 21000 for
 	// the node's own epmd, so a second lab on other ports never collides.
+	// Both stay below 32768, where Linux's ephemeral ports begin: a port
+	// up there may be the local end of any outgoing connection.
 	DistPort, EpmdPort int
 }
 
@@ -50,7 +52,7 @@ func New(cfg Config, o Options) *Lab {
 		o.DistPort = cfg.RabbitMQPort + 20000
 	}
 	if o.EpmdPort == 0 {
-		o.EpmdPort = cfg.RabbitMQPort + 30000
+		o.EpmdPort = cfg.RabbitMQPort + 21000
 	}
 	l := &Lab{cfg: cfg, root: o.Root, state: o.State, env: o.Env, echo: o.Echo, buildFlags: o.BuildFlags}
 	l.rabbit = &rabbitmq{
@@ -125,6 +127,7 @@ func (l *Lab) Start(ctx context.Context, parts []string) (err error) {
 	if err := os.MkdirAll(filepath.Join(l.state, "logs"), 0o755); err != nil {
 		return err
 	}
+	pruneRecords(l.state)
 	if err := l.checkPorts(parts); err != nil {
 		return err
 	}
@@ -148,6 +151,9 @@ func (l *Lab) Start(ctx context.Context, parts []string) (err error) {
 			return err
 		}
 		l.started = append(l.started, p)
+		if err := l.writeRecord(); err != nil {
+			return fmt.Errorf("record what runs (for lab stop): %w", err)
+		}
 	}
 	return nil
 }
@@ -197,10 +203,20 @@ func (l *Lab) checkPorts(parts []string) error {
 		"service02": {{"SERVICE02_PORT", l.cfg.Service02Port}},
 		"nginx":     {{"GATEWAY_PORT", l.cfg.GatewayPort}},
 	}
+	if l.rabbit.epmd == nil || l.rabbit.epmd.exited() {
+		// After a crash of the node its epmd still runs, and serves the
+		// node started again.
+		want["rabbitmq"] = append(want["rabbitmq"], namedPort{"RABBITMQ_PORT + 21000 (the broker's epmd)", l.rabbit.epmdPort})
+	}
 	var problems []string
 	for _, part := range parts {
 		for _, p := range want[part] {
 			ln, err := net.Listen("tcp", ":"+strconv.Itoa(p.port))
+			if err != nil && holderOf(l.state, p.port) != "" {
+				problems = append(problems, fmt.Sprintf("port %d (%s) is held by this checkout's own lab (%s), still running from an earlier run: stop it with make stop (or go run ./lab stop), or with Ctrl-C in its terminal, then start again",
+					p.port, p.name, holderOf(l.state, p.port)))
+				continue
+			}
 			if err != nil {
 				problems = append(problems, fmt.Sprintf("port %d (%s) is already in use: stop what listens there (ss -ltnp 'sport = :%d' shows it) or choose another port, e.g. %s=%d make run",
 					p.port, p.name, p.port, strings.Fields(p.name)[0], p.port+1000))
@@ -228,6 +244,7 @@ func (l *Lab) Stop() {
 		}
 	}
 	l.started = nil
+	l.writeRecord() // removes it: nothing runs
 }
 
 // Wait returns nil when ctx is done, or an error as soon as a part exits

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,7 +108,7 @@ func (n *nginx) start(logPath string, echo io.Writer) error {
 		return err
 	}
 	cmd := SystemCommand(context.Background(), bin, n.args("-g", "daemon off;")...)
-	p, err := startProcess("nginx", cmd, logPath, echo)
+	p, err := startProcess("nginx", cmd, logPath, echo, syscall.SIGQUIT) // nginx's graceful shutdown (SIGTERM is its fast one)
 	if err != nil {
 		return err
 	}
@@ -129,15 +130,14 @@ func (n *nginx) reload() error {
 
 func (n *nginx) stop() {
 	if n.proc != nil {
-		// SIGQUIT is nginx's graceful shutdown (SIGTERM its fast one).
-		n.proc.stop(syscall.SIGQUIT, 10*time.Second)
+		n.proc.stop(10 * time.Second)
 	}
 }
 
 // gatewayVars are the template's variables for the native lab.
 func gatewayVars(cfg Config, accessLog string) map[string]string {
 	return map[string]string{
-		"GATEWAY_PORT":           strconv.Itoa(cfg.GatewayPort),
+		"GATEWAY_LISTEN":         net.JoinHostPort(cfg.GatewayAddress, strconv.Itoa(cfg.GatewayPort)),
 		"GATEWAY_ACCESS_LOG":     accessLog,
 		"GATEWAY_RATE_LIMIT":     cfg.RateLimit,
 		"GATEWAY_RATE_BURST":     strconv.Itoa(cfg.RateBurst),

@@ -2,6 +2,7 @@ package runner
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -10,16 +11,19 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // process is one running part of the lab: a child process in its own process
-// group, so that stopping it reaches everything it started (nginx's workers,
-// the Erlang VM behind RabbitMQ's start script) and so that the terminal's
-// Ctrl-C reaches only the runner, which then stops the parts in order.
+// group, so that stopping it reaches everything it started (nginx's workers)
+// and so that the terminal's Ctrl-C reaches only the runner, which then stops
+// the parts in order.
 type process struct {
-	name string
-	cmd  *exec.Cmd
-	log  string // path of the file with everything it printed
+	name    string
+	cmd     *exec.Cmd
+	log     string         // path of the file with everything it printed
+	stopSig syscall.Signal // what asks it to stop: SIGTERM, or nginx's SIGQUIT
 
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit status, valid after done
@@ -27,12 +31,13 @@ type process struct {
 
 // startProcess starts cmd with its output going to the file logPath and, when
 // echo is not nil, also to echo, each line prefixed with the part's name.
-func startProcess(name string, cmd *exec.Cmd, logPath string, echo io.Writer) (*process, error) {
+// stopSig is the signal that stops it in order.
+func startProcess(name string, cmd *exec.Cmd, logPath string, echo io.Writer, stopSig syscall.Signal) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	p := &process{name: name, cmd: cmd, log: logPath, stopSig: stopSig, done: make(chan struct{})}
 	var copying sync.WaitGroup
 	if echo == nil {
 		// A plain file: nothing to copy, and no pipe that a daemon forked
@@ -53,7 +58,20 @@ func startProcess(name string, cmd *exec.Cmd, logPath string, echo io.Writer) (*
 			copyLines(r, logFile, echo, name)
 		}()
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Setpgid: true,
+		// Should the runner die before it has stopped the part (kill -9,
+		// a crash), the kernel sends the part its stop signal: no part
+		// outlives the runner. It reaches this one process only, not what
+		// it starts, so each part is started as the process that does the
+		// work and stops the rest: the Erlang VM itself, not a script that
+		// forwards signals to it (rabbitmq.go); nginx's master, which stops
+		// its workers; epmd in the foreground, not as a daemon. (Linux
+		// sends it when the thread that started the child ends; Go ends a
+		// thread only when a goroutine locked to it exits, which the runner
+		// never does.)
+		Pdeathsig: stopSig,
+	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -97,11 +115,11 @@ func (p *process) signal(sig syscall.Signal) {
 	}
 }
 
-// stop asks the process to stop with sig (SIGTERM for most) and waits up to
-// grace for it, then kills it. It returns once no process of the group is left.
-func (p *process) stop(sig syscall.Signal, grace time.Duration) {
+// stop asks the process to stop with its stop signal and waits up to grace
+// for it, then kills it. It returns once no process of the group is left.
+func (p *process) stop(grace time.Duration) {
 	if !p.exited() {
-		p.signal(sig)
+		p.signal(p.stopSig)
 		select {
 		case <-p.done:
 		case <-time.After(grace):
@@ -133,11 +151,17 @@ func (p *process) waitGroupGone(limit time.Duration) {
 	p.signal(syscall.SIGKILL)
 }
 
-// exitStatus says how the process ended, after done: "exit status 1",
-// "signal: killed", or "exit status 0" where exec reports no error.
+// exitStatus says how the process ended, after done: "exit status 1", "exit
+// status 0", or "killed by signal 9 (SIGKILL)".
 func (p *process) exitStatus() string {
 	if p.err == nil {
 		return "exit status 0"
+	}
+	var exit *exec.ExitError
+	if errors.As(p.err, &exit) {
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), unix.SignalName(ws.Signal()))
+		}
 	}
 	return p.err.Error()
 }

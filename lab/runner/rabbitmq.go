@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -63,7 +64,8 @@ type rabbitmq struct {
 	epmdPort int // the node's own epmd, stopped with the node
 	user     string
 	pass     string
-	proc     *process
+	proc     *process // the Erlang VM running the node
+	epmd     *process // the node's port mapper
 }
 
 func (r *rabbitmq) nodeName() string { return "lab-" + strconv.Itoa(r.amqpPort) + "@localhost" }
@@ -89,6 +91,13 @@ func (r *rabbitmq) env() []string {
 		"RABBITMQ_DEFAULT_USER=" + r.user,
 		"RABBITMQ_DEFAULT_PASS=" + r.pass,
 		"RABBITMQ_LOGS=-",
+		// rabbitmq-server then execs the Erlang VM instead of running it
+		// in the background behind a shell that forwards signals to it,
+		// as it does under systemd and in RabbitMQ's Docker image: the
+		// runner's child is the VM itself, which stops the node gracefully
+		// on SIGTERM, reports how it ended, and gets the runner's death
+		// signal (process.go).
+		"RUNNING_UNDER_SYSTEMD=true",
 	}
 }
 
@@ -112,15 +121,54 @@ func (r *rabbitmq) start() error {
 	if err := os.WriteFile(filepath.Join(r.dir, "rabbitmq.conf"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
+	if err := r.startEPMD(); err != nil {
+		return err
+	}
 	cmd := SystemCommand(context.Background(), server)
 	cmd.Env, cmd.Dir = r.env(), r.dir
 	// RabbitMQ's own log is long; it goes to its file only, never the terminal.
-	p, err := startProcess("rabbitmq", cmd, r.logFile(), nil)
+	p, err := startProcess("rabbitmq", cmd, r.logFile(), nil, syscall.SIGTERM)
 	if err != nil {
 		return err
 	}
 	r.proc = p
 	return nil
+}
+
+// startEPMD starts the node's port mapper in the foreground, as a part of
+// its own, unless it is already running (after a crash of the node, the
+// fault suite starts the node again beside the same epmd). Left to the
+// node, epmd would start as a daemon that leaves the runner's process
+// groups, and outlive a runner that was killed.
+func (r *rabbitmq) startEPMD() error {
+	if r.epmd != nil && !r.epmd.exited() {
+		return nil
+	}
+	epmd, err := rabbitmqScript("epmd")
+	if err != nil {
+		return fmt.Errorf("rabbitmq: %w", err)
+	}
+	cmd := SystemCommand(context.Background(), epmd, "-port", strconv.Itoa(r.epmdPort), "-address", "127.0.0.1")
+	p, err := startProcess("epmd", cmd, filepath.Join(r.dir, "epmd.log"), nil, syscall.SIGTERM)
+	if err != nil {
+		return fmt.Errorf("rabbitmq: %w", err)
+	}
+	r.epmd = p
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.epmdPort))
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		if p.exited() || time.Now().After(deadline) {
+			p.stop(time.Second)
+			// epmd exits 0, silently, when it cannot bind its port: it
+			// takes whatever holds it for another epmd.
+			return fmt.Errorf("rabbitmq: epmd did not listen on %s (%s): is the port in use? ss -tanp 'sport = :%d' shows by what; its log %s ends with:\n%s",
+				addr, p.exitStatus(), r.epmdPort, p.log, p.tail(5))
+		}
+		time.Sleep(20 * time.Millisecond) // poll interval
+	}
 }
 
 // logFile is where the node's output goes.
@@ -186,7 +234,10 @@ func (r *rabbitmq) ready(ctx context.Context) error {
 // stop stops the node gracefully, then its port mapper.
 func (r *rabbitmq) stop() {
 	if r.proc != nil {
-		r.proc.stop(syscall.SIGTERM, 60*time.Second)
+		r.proc.stop(60 * time.Second)
+	}
+	if r.epmd != nil {
+		r.epmd.stop(5 * time.Second)
 	}
 	r.stopEPMD()
 }
@@ -198,8 +249,8 @@ func (r *rabbitmq) kill() {
 	}
 }
 
-// stopEPMD stops the node's port mapper, which the node starts as a daemon
-// that would otherwise outlive it.
+// stopEPMD stops a port mapper on the node's port that is not the runner's
+// own: rabbitmqctl, run while the node was down, starts one as a daemon.
 func (r *rabbitmq) stopEPMD() {
 	if epmd, err := rabbitmqScript("epmd"); err == nil {
 		SystemCommand(context.Background(), epmd, "-port", strconv.Itoa(r.epmdPort), "-kill").Run()

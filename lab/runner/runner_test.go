@@ -41,7 +41,7 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{GatewayPort: 8000, RateLimit: "100r/s", RateBurst: 200, ClientTimeout: "10s", Service01Port: 8001, Service02Port: 8002, RabbitMQPort: 5672, ManagementPort: 15672, RabbitMQUser: "lab", RabbitMQPass: "lab"}
+	want := Config{GatewayPort: 8000, GatewayAddress: "127.0.0.1", RateLimit: "100000r/s", RateBurst: 10000, ClientTimeout: "10s", Service01Port: 8001, Service02Port: 8002, RabbitMQPort: 5672, ManagementPort: 15672, RabbitMQUser: "lab", RabbitMQPass: "lab"}
 	if cfg != want {
 		t.Errorf("defaults = %+v, want %+v", cfg, want)
 	}
@@ -61,6 +61,10 @@ func TestLoadConfig(t *testing.T) {
 	_, err = LoadConfig([]string{"GATEWAY_RATE_LIMIT=100"})
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY_RATE_LIMIT: must be requests per second or minute") {
 		t.Errorf("bad rate: error = %v", err)
+	}
+	_, err = LoadConfig([]string{"GATEWAY_ADDRESS=localhost"})
+	if err == nil || !strings.Contains(err.Error(), "GATEWAY_ADDRESS: must be an IP address of this machine") {
+		t.Errorf("bad address: error = %v", err)
 	}
 	_, err = LoadConfig([]string{"GATEWAY_CLIENT_TIMEOUT=10"})
 	if err == nil || !strings.Contains(err.Error(), "GATEWAY_CLIENT_TIMEOUT: must be a time as nginx writes it") {
@@ -165,4 +169,54 @@ func TestClaimPort(t *testing.T) {
 	if claimPort(ports[0]) {
 		t.Errorf("port %d was claimed twice", ports[0])
 	}
+}
+
+// TestGatewayListensOnTheLoopbackByDefault starts the gateway with the
+// default GATEWAY_ADDRESS and with 0.0.0.0, and reads from the kernel's
+// table of listening sockets (what ss -ltn shows) where it listens.
+func TestGatewayListensOnTheLoopbackByDefault(t *testing.T) {
+	for _, tt := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, "127.0.0.1"},
+		{[]string{"GATEWAY_ADDRESS=0.0.0.0"}, "0.0.0.0"},
+	} {
+		l, err := NewTest(t.TempDir(), tt.env...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Start(context.Background(), []string{"nginx"}); err != nil {
+			t.Fatal(err)
+		}
+		got := listeningOn(t, l.cfg.GatewayPort)
+		l.Stop()
+		if len(got) != 1 || got[0] != tt.want {
+			t.Errorf("with %v the gateway listens on %v, want %s only", tt.env, got, tt.want)
+		}
+	}
+}
+
+// listeningOn returns the IPv4 addresses on which a socket listens on port,
+// from /proc/net/tcp.
+func listeningOn(t *testing.T, port int) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var addrs []string
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] != "0A" { // 0A: LISTEN
+			continue
+		}
+		hexIP, hexPort, _ := strings.Cut(f[1], ":")
+		if p, _ := strconv.ParseUint(hexPort, 16, 16); int(p) != port {
+			continue
+		}
+		ip, _ := strconv.ParseUint(hexIP, 16, 32) // little-endian on the machines the lab runs on
+		addrs = append(addrs, net.IPv4(byte(ip), byte(ip>>8), byte(ip>>16), byte(ip>>24)).String())
+	}
+	return addrs
 }

@@ -47,7 +47,7 @@ type service struct {
 func (s *service) start(logPath string, echo io.Writer) error {
 	cmd := exec.Command(s.bin)
 	cmd.Dir, cmd.Env = s.dir, s.env
-	p, err := startProcess(s.name, cmd, logPath, echo)
+	p, err := startProcess(s.name, cmd, logPath, echo, syscall.SIGTERM)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func (s *service) start(logPath string, echo io.Writer) error {
 
 func (s *service) stop() {
 	if s.proc != nil {
-		s.proc.stop(syscall.SIGTERM, 20*time.Second)
+		s.proc.stop(20 * time.Second)
 	}
 }
 
