@@ -112,7 +112,9 @@ type Report struct {
 type QueueReport struct {
 	Type       string
 	R, E       map[int]Result // closed loop, by clients
+	RP         map[int]Result // R pipelined: the clients share pipelinedChannels channels
 	RCPU, ECPU map[int]CPU    // CPU per message of R and E, by clients
+	RPCPU      map[int]CPU    // ... and of R pipelined
 	WrkE       *Wrk           // E measured by wrk, where it is installed
 	Open       []OpenPoint
 	Drain      float64 // messages/s service02 stored from a backlog
@@ -262,7 +264,7 @@ func (b *benchLab) restartService02(ctx context.Context) error {
 }
 
 func runQueueType(ctx context.Context, o Options, rep *Report, queueType string, first bool) (QueueReport, error) {
-	q := QueueReport{Type: queueType, R: map[int]Result{}, E: map[int]Result{}, RCPU: map[int]CPU{}, ECPU: map[int]CPU{}}
+	q := QueueReport{Type: queueType, R: map[int]Result{}, E: map[int]Result{}, RP: map[int]Result{}, RCPU: map[int]CPU{}, ECPU: map[int]CPU{}, RPCPU: map[int]CPU{}}
 	o.progress("Starting the lab with %s queues (release build, access log off, rate limit lifted)...", queueType)
 	b, err := startLab(ctx, o, queueType)
 	if err != nil {
@@ -348,7 +350,8 @@ func measureCeilings(ctx context.Context, o Options, rep *Report, b *benchLab) e
 	return err
 }
 
-// measureClosed measures R and E at each concurrency, side by side.
+// measureClosed measures R, R pipelined and E at each concurrency, side by
+// side.
 func measureClosed(ctx context.Context, o Options, q *QueueReport, b *benchLab) error {
 	for _, c := range o.Clients {
 		if err := b.purge(ctx); err != nil {
@@ -365,6 +368,21 @@ func measureClosed(ctx context.Context, o Options, q *QueueReport, b *benchLab) 
 		q.RCPU[c] = cpuPerOp(before, cpuTimes(b.dir), q.R[c].Ops)
 		pub.close()
 		o.progress("  R  %4d clients  %-8s %s", c, q.Type, q.R[c])
+
+		if err := b.purge(ctx); err != nil {
+			return err
+		}
+		pipe, err := newPipelinedPublisher(b.AMQPURL(), min(c, pipelinedChannels))
+		if err != nil {
+			return fmt.Errorf("R pipelined: %w", err)
+		}
+		before = cpuTimes(b.dir)
+		q.RP[c] = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, client int) error {
+			return pipe.publish(ctx, client)
+		})
+		q.RPCPU[c] = cpuPerOp(before, cpuTimes(b.dir), q.RP[c].Ops)
+		pipe.close()
+		o.progress("  R pipelined %4d clients  %-8s %s", c, q.Type, q.RP[c])
 
 		if err := b.purge(ctx); err != nil {
 			return err

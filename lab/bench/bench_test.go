@@ -46,6 +46,7 @@ func TestSmoke(t *testing.T) {
 	for _, q := range rep.Queues {
 		for _, c := range o.Clients {
 			check(q.Type+" R", q.R[c])
+			check(q.Type+" R pipelined", q.RP[c])
 			check(q.Type+" E", q.E[c])
 		}
 		if len(q.Open) != len(o.Fractions) {
@@ -80,7 +81,7 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	table := rep.Table()
-	for _, row := range []string{"| S |", "| P |", "| R |", "| E |", "| E open |", "| visible |", "| R open |", "| drain |", "| drain raw |", "| memory |"} {
+	for _, row := range []string{"| S |", "| P |", "| R |", "| R pipelined |", "| E |", "| E open |", "| visible |", "| R open |", "| drain |", "| drain raw |", "| memory |"} {
 		if !strings.Contains(table, row) {
 			t.Errorf("the table has no %q row:\n%s", row, table)
 		}

@@ -74,6 +74,12 @@ stall is charged to every request it delays (no coordinated omission).
   channel per client on one connection, each publish waiting for its
   confirm before the next: the broker ceiling for E's way of publishing.
   service02 consumes meanwhile, as during E.
+- **R pipelined**: the same publisher's clients sharing 2 channels (one
+  channel per client below that), so that each channel carries many messages awaiting
+  their confirms and the broker confirms them in batches; each client
+  still waits for its own message's confirm before the next. The best a
+  bare publisher does on this broker: the ceiling for a service01 that
+  publishes this way.
 - **E**: ` + "`POST /ping`" + ` through the gateway, end to end: nginx, service01,
   a confirmed publish, at the same concurrencies. E/R and E/P are the share
   of each ceiling the lab reaches.

@@ -154,9 +154,12 @@ func (rep *Report) Table() string {
 			row("R", q.Type, clients(c), q.R[c], "msg/s", "Go publisher, one confirm awaited per message")
 		}
 		for _, c := range rep.Options.Clients {
+			row("R pipelined", q.Type, clients(c), q.RP[c], "msg/s", fmt.Sprintf("the same clients sharing %d channels, many confirms outstanding on each", min(c, pipelinedChannels)))
+		}
+		for _, c := range rep.Options.Clients {
 			e := q.E[c]
-			row("E", q.Type, clients(c), e, "req/s", fmt.Sprintf("E/R %.2f, E/P %.2f",
-				ratio(e.Rate(), q.R[c].Rate()), ratio(e.Rate(), rep.P[c].Rate())))
+			row("E", q.Type, clients(c), e, "req/s", fmt.Sprintf("E/R %.2f, E/R pipelined %.2f, E/P %.2f",
+				ratio(e.Rate(), q.R[c].Rate()), ratio(e.Rate(), q.RP[c].Rate()), ratio(e.Rate(), rep.P[c].Rate())))
 		}
 		wrkRow("E", q.Type, q.WrkE)
 		for _, p := range q.Open {
@@ -294,6 +297,7 @@ func (rep *Report) CPUTable() string {
 	for _, q := range rep.Queues {
 		for _, c := range rep.Options.Clients {
 			row("R", q.Type, c, q.RCPU[c])
+			row("R pipelined", q.Type, c, q.RPCPU[c])
 			row("E", q.Type, c, q.ECPU[c])
 		}
 	}

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,5 +31,13 @@ func TestMedian(t *testing.T) {
 	}
 	if got, want := msList([]time.Duration{1200 * time.Microsecond, 36400 * time.Microsecond}), "1.20, 36.4 ms"; got != want {
 		t.Errorf("msList = %q, want %q", got, want)
+	}
+}
+
+// TestRowsExplainedNamePipelinedChannels keeps the text in step with the
+// constant it describes.
+func TestRowsExplainedNamePipelinedChannels(t *testing.T) {
+	if want := fmt.Sprintf("sharing %d channels", pipelinedChannels); !strings.Contains(rowsExplained, want) {
+		t.Errorf("rowsExplained does not say %q", want)
 	}
 }
