@@ -69,11 +69,17 @@ httpyac:
 	@[ -x "$(HTTPYAC_DIR)/node_modules/.bin/httpyac" ] && exit 0; \
 	if ! command -v npm >/dev/null 2>&1; then \
 		command -v apt-get >/dev/null 2>&1 || { echo "make test runs docs/lab.http with httpyac, which needs Node.js 18+ and npm: install them, then run make again." >&2; exit 1; }; \
-		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		sudo=""; \
+		if [ "$$(id -u)" != 0 ]; then \
+			command -v sudo >/dev/null 2>&1 || { echo "Installing Node.js and npm needs root: run 'apt-get install nodejs npm' as root, then make again." >&2; exit 1; }; \
+			sudo=sudo; \
+		fi; \
 		echo "Installing Node.js and npm from the distribution's packages (for httpyac)..."; \
 		$$sudo apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null || exit 1; \
 	fi; \
+	node -e 'process.exit(parseInt(process.versions.node) < 18 ? 1 : 0)' || { \
+		echo "httpyac needs Node.js 18 or later; this machine has $$(node --version). Install a newer one (https://nodejs.org), then make again." >&2; exit 1; }; \
 	echo "Installing httpyac into $(HTTPYAC_DIR)..."; \
 	rm -rf "$(HTTPYAC_DIR).tmp" && mkdir -p "$(HTTPYAC_DIR).tmp" && \
 	cp lab/doctest/httpyac/package.json lab/doctest/httpyac/package-lock.json "$(HTTPYAC_DIR).tmp/" && \

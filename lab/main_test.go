@@ -231,7 +231,7 @@ func startRunner(t *testing.T, bin, dir string, env []string, parts ...string) *
 	}
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		exec.Command(bin, "stop").Run()
+		labCmd(bin, dir, env, "stop") // this folder's lab, never the checkout's
 		cmd.Wait()
 	})
 	r := &labRun{cmd: cmd, stdout: stdout.(io.ReadCloser)}

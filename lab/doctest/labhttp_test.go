@@ -2,6 +2,7 @@ package doctest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"pingpong/lab/runner"
 )
@@ -121,7 +123,9 @@ func TestLabHTTP(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "lab.http"), []byte(newRewriter(l, l.State()).command(string(b))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(httpyac, "send", "lab.http", "--all", "--json")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, httpyac, "send", "lab.http", "--all", "--json")
 	cmd.Dir = dir
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

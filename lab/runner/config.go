@@ -55,8 +55,8 @@ func LoadConfig(environ []string) (Config, error) {
 	if err == nil && !timeRE.MatchString(cfg.ClientTimeout) {
 		problems = append(problems, fmt.Sprintf("GATEWAY_CLIENT_TIMEOUT: must be a time as nginx writes it, e.g. 10s or 500ms, got %q", cfg.ClientTimeout))
 	}
-	if ip := net.ParseIP(cfg.GatewayAddress); err == nil && ip == nil {
-		problems = append(problems, fmt.Sprintf("GATEWAY_ADDRESS: must be an IP address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network it is on), got %q", cfg.GatewayAddress))
+	if ip := net.ParseIP(cfg.GatewayAddress); err == nil && (ip == nil || ip.To4() == nil) {
+		problems = append(problems, fmt.Sprintf("GATEWAY_ADDRESS: must be an IPv4 address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network it is on), got %q", cfg.GatewayAddress))
 	}
 	if err == nil && cfg.RateBurst < 1 {
 		problems = append(problems, fmt.Sprintf("GATEWAY_RATE_BURST: must be 1 or more, got %d", cfg.RateBurst))

@@ -15,15 +15,15 @@ func (l *Lab) Config() Config { return l.cfg }
 // State is the runner's folder: data, logs, binaries, rendered config.
 func (l *Lab) State() string { return l.state }
 
-// GatewayURL is the base URL of the gateway: on the IPv4 loopback, unless
-// GATEWAY_ADDRESS names another address of the machine.
+// GatewayURL is the base URL of the gateway: GATEWAY_ADDRESS, or the
+// loopback when that is 0.0.0.0 (every address).
 func (l *Lab) GatewayURL() string {
 	return "http://" + net.JoinHostPort(l.gatewayHost(), strconv.Itoa(l.cfg.GatewayPort))
 }
 
 // gatewayHost is the address a client on this machine reaches the gateway on.
 func (l *Lab) gatewayHost() string {
-	if ip := net.ParseIP(l.cfg.GatewayAddress); ip == nil || ip.IsLoopback() || ip.IsUnspecified() {
+	if ip := net.ParseIP(l.cfg.GatewayAddress); ip == nil || ip.IsUnspecified() {
 		return "127.0.0.1"
 	}
 	return l.cfg.GatewayAddress

@@ -205,7 +205,12 @@ func (l *Lab) checkPorts(parts []string) error {
 	}
 	if l.rabbit.epmd == nil || l.rabbit.epmd.exited() {
 		// After a crash of the node its epmd still runs, and serves the
-		// node started again.
+		// node started again. Otherwise an epmd on the port is a daemon
+		// that rabbitmqctl (lab ctl) started while the node was down:
+		// stopped first, so that the runner's own can take the port.
+		if slices.Contains(parts, "rabbitmq") && holderOf(l.state, l.rabbit.epmdPort) == "" {
+			l.rabbit.stopEPMD()
+		}
 		want["rabbitmq"] = append(want["rabbitmq"], namedPort{"RABBITMQ_PORT + 21000 (the broker's epmd)", l.rabbit.epmdPort})
 	}
 	var problems []string
@@ -218,8 +223,13 @@ func (l *Lab) checkPorts(parts []string) error {
 				continue
 			}
 			if err != nil {
+				// The broker's Erlang ports follow RABBITMQ_PORT.
+				variable, suggest := p.name, p.port+1000
+				if v, _, derived := strings.Cut(p.name, " + "); derived {
+					variable, suggest = v, l.cfg.RabbitMQPort+1
+				}
 				problems = append(problems, fmt.Sprintf("port %d (%s) is already in use: stop what listens there (ss -ltnp 'sport = :%d' shows it) or choose another port, e.g. %s=%d make run",
-					p.port, p.name, p.port, strings.Fields(p.name)[0], p.port+1000))
+					p.port, p.name, p.port, variable, suggest))
 				continue
 			}
 			ln.Close()

@@ -40,6 +40,9 @@ func nginxBin() (string, error) {
 const gatewayConf = `# Written by the native lab runner (lab/nginx.go); the gateway itself is
 # conf.d/gateway.conf, rendered from nginx/templates/gateway.conf.template.
 worker_processes auto;
+# As many open files as worker_connections needs, each client connection
+# with its upstream one: a shell's soft limit is often 1024.
+worker_rlimit_nofile 8192;
 pid %[1]s/nginx.pid;
 error_log stderr notice;
 

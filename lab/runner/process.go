@@ -11,8 +11,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // process is one running part of the lab: a child process in its own process
@@ -66,7 +64,12 @@ func startProcess(name string, cmd *exec.Cmd, logPath string, echo io.Writer, st
 		// it starts, so each part is started as the process that does the
 		// work and stops the rest: the Erlang VM itself, not a script that
 		// forwards signals to it (rabbitmq.go); nginx's master, which stops
-		// its workers; epmd in the foreground, not as a daemon. (Linux
+		// its workers; epmd in the foreground, not as a daemon. A service
+		// whose output went through the runner dies of SIGPIPE at its
+		// first log line after the runner is gone, before it has shut
+		// down in order. Nothing is left running, and nothing confirmed is
+		// lost: a request not yet answered got no 202, and a delivery not
+		// yet acked goes back to the queue. (Linux
 		// sends it when the thread that started the child ends; Go ends a
 		// thread only when a goroutine locked to it exits, which the runner
 		// never does.)
@@ -160,10 +163,25 @@ func (p *process) exitStatus() string {
 	var exit *exec.ExitError
 	if errors.As(p.err, &exit) {
 		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), unix.SignalName(ws.Signal()))
+			return fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), signalName(ws.Signal()))
 		}
 	}
 	return p.err.Error()
+}
+
+// signalName is the name of a signal that ends a process, as kill -l
+// prints it: "SIGKILL" rather than Go's "killed".
+func signalName(sig syscall.Signal) string {
+	names := map[syscall.Signal]string{
+		syscall.SIGHUP: "SIGHUP", syscall.SIGINT: "SIGINT", syscall.SIGQUIT: "SIGQUIT",
+		syscall.SIGILL: "SIGILL", syscall.SIGABRT: "SIGABRT", syscall.SIGBUS: "SIGBUS",
+		syscall.SIGFPE: "SIGFPE", syscall.SIGKILL: "SIGKILL", syscall.SIGSEGV: "SIGSEGV",
+		syscall.SIGPIPE: "SIGPIPE", syscall.SIGTERM: "SIGTERM",
+	}
+	if name, ok := names[sig]; ok {
+		return name
+	}
+	return sig.String()
 }
 
 // tail returns the last n lines the process printed, for error messages.

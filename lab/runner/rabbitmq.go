@@ -129,6 +129,7 @@ func (r *rabbitmq) start() error {
 	// RabbitMQ's own log is long; it goes to its file only, never the terminal.
 	p, err := startProcess("rabbitmq", cmd, r.logFile(), nil, syscall.SIGTERM)
 	if err != nil {
+		r.epmd.stop(5 * time.Second)
 		return err
 	}
 	r.proc = p

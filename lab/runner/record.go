@@ -25,8 +25,15 @@ import (
 
 // runRecord is one runner's record.
 type runRecord struct {
+	Boot   string            `json:"boot"` // the boot it was written in: pids mean nothing after a reboot
 	Runner recordedProcess   `json:"runner"`
 	Parts  []recordedProcess `json:"parts"` // in start order
+}
+
+// bootID names the machine's current boot.
+func bootID() string {
+	id, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return strings.TrimSpace(string(id))
 }
 
 // recordedProcess is a process that leads a process group of its own. Its
@@ -63,6 +70,7 @@ func (l *Lab) writeRecord() error {
 		}
 		return err
 	}
+	rec.Boot = bootID()
 	rec.Runner = recordedProcess{Name: "runner", PID: os.Getpid(), Start: startTime(os.Getpid())}
 	data, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
@@ -101,6 +109,7 @@ func (l *Lab) partProcesses(part string) []partProcess {
 }
 
 // readRecords reads every record in the state folder, with the path of each.
+// A record from an earlier boot is removed: nothing it names still runs.
 func readRecords(state string) (map[string]runRecord, error) {
 	paths, err := filepath.Glob(filepath.Join(recordDir(state), "*.json"))
 	if err != nil {
@@ -115,6 +124,10 @@ func readRecords(state string) (map[string]runRecord, error) {
 		var rec runRecord
 		if err := json.Unmarshal(data, &rec); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if rec.Boot != bootID() {
+			os.Remove(path)
+			continue
 		}
 		recs[path] = rec
 	}
@@ -131,7 +144,7 @@ func pruneRecords(state string) {
 		}
 		left := false
 		for _, p := range rec.Parts {
-			left = left || p.alive() || syscall.Kill(-p.PID, 0) == nil
+			left = left || p.alive() || p.leftBehind()
 		}
 		if !left {
 			os.Remove(path)
@@ -164,6 +177,21 @@ func startTime(pid int) uint64 {
 // started at the same time.
 func (p recordedProcess) alive() bool {
 	return p.PID > 0 && p.Start != 0 && startTime(p.PID) == p.Start
+}
+
+// leftBehind reports whether the recorded process is gone but members of
+// its process group are not (nginx's workers, once their master is
+// killed). No process has the pid now, and while any process is in a
+// group the kernel gives no new process the group's id: so the group is
+// still the one the record names.
+func (p recordedProcess) leftBehind() bool {
+	if p.PID <= 0 {
+		return false
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(p.PID)); err == nil {
+		return false // alive, or a new process with its pid: not ours to kill
+	}
+	return syscall.Kill(-p.PID, 0) == nil
 }
 
 // holderOf names the part of a running lab recorded in state that listens
@@ -208,11 +236,7 @@ func StopRecorded(state string, w io.Writer, grace time.Duration) error {
 		}
 		for _, p := range slices.Backward(rec.Parts) {
 			if !p.alive() {
-				// The leader is gone, but what it started may not be
-				// (nginx's workers). While any of them lives the kernel
-				// gives no new process the group's id, so the group is
-				// still this lab's.
-				if syscall.Kill(-p.PID, syscall.SIGKILL) == nil {
+				if p.leftBehind() && syscall.Kill(-p.PID, syscall.SIGKILL) == nil {
 					fmt.Fprintf(w, "Killed what was left of %s (process group %d).\n", p.Name, p.PID)
 					stopped++
 				}

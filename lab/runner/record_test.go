@@ -58,7 +58,7 @@ func TestStopRecordedStopsWhatARunnerLeft(t *testing.T) {
 	// SIGTERM ignored, by the shell and the child that inherits it.
 	stubborn := start("stubborn", "trap '' TERM; sleep 60")
 	gone := recordedProcess{Name: "runner", PID: 1, Start: 1} // pid 1 did not start at tick 1
-	rec := runRecord{Runner: gone, Parts: []recordedProcess{polite, stubborn}}
+	rec := runRecord{Boot: bootID(), Runner: gone, Parts: []recordedProcess{polite, stubborn}}
 	data, _ := json.Marshal(rec)
 	if err := os.MkdirAll(recordDir(state), 0o755); err != nil {
 		t.Fatal(err)

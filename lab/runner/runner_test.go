@@ -63,7 +63,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Errorf("bad rate: error = %v", err)
 	}
 	_, err = LoadConfig([]string{"GATEWAY_ADDRESS=localhost"})
-	if err == nil || !strings.Contains(err.Error(), "GATEWAY_ADDRESS: must be an IP address of this machine") {
+	if err == nil || !strings.Contains(err.Error(), "GATEWAY_ADDRESS: must be an IPv4 address of this machine") {
 		t.Errorf("bad address: error = %v", err)
 	}
 	_, err = LoadConfig([]string{"GATEWAY_CLIENT_TIMEOUT=10"})
