@@ -24,7 +24,11 @@
 //     SIGKILL, where the reader kills a process, as a crash would;
 //     <!-- doctest: eventually --> before a console block
 //     reruns each of its commands until the output matches (for what happens
-//     asynchronously, such as a message reaching service02); and
+//     asynchronously, such as a message reaching service02);
+//     <!-- doctest: attempts 3 --> gives each command of the next console
+//     block up to 3 runs to print what the block shows, for an experiment
+//     whose outcome is a matter of chance (a broker killed while an ack is
+//     in flight), as the chapter tells the reader to run it again; and
 //     <!-- doctest: skip --> leaves the next block out; and
 //     <!-- doctest: copy --> runs the chapter's commands in a copy of the
 //     repository (its files as they are, committed or not), for a chapter
@@ -68,6 +72,7 @@ import (
 	"bufio"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -102,6 +107,7 @@ type step struct {
 	expected   []string // stepCommand
 	expected3  []string // stepCommand: what RabbitMQ 3.x prints instead, if it differs
 	eventually bool     // stepCommand: rerun until the output matches
+	attempts   int      // stepCommand: runs it may take to match, for an experiment left to chance
 }
 
 var (
@@ -116,6 +122,7 @@ func parseChapter(text string) ([]step, error) {
 		steps      []step
 		skip       bool
 		eventually bool
+		attempts   int      // of the next console block's commands
 		road       string   // of the next block, from a native or docker directive
 		older      []string // a "rabbitmq 3 prints" comment's lines, for the next block
 		olderLine  int
@@ -140,6 +147,12 @@ func parseChapter(text string) ([]step, error) {
 				skip = true
 			case "eventually":
 				eventually = true
+			case "attempts":
+				n, err := strconv.Atoi(m[2])
+				if err != nil || n < 2 {
+					return nil, fmt.Errorf("line %d: doctest: attempts wants a number of runs, 2 or more, got %q", i+1, m[2])
+				}
+				attempts = n
 			case "native", "docker":
 				road = m[1]
 			case "copy":
@@ -177,7 +190,7 @@ func parseChapter(text string) ([]step, error) {
 		body := lines[start:end]
 		i = end
 		if skip {
-			skip, eventually, road = false, false, roadBoth
+			skip, eventually, road, attempts = false, false, roadBoth, 0
 			continue
 		}
 		switch info {
@@ -198,6 +211,7 @@ func parseChapter(text string) ([]step, error) {
 			}
 			for k := range cmds {
 				cmds[k].road = road
+				cmds[k].attempts = attempts
 			}
 			if older != nil {
 				if len(cmds) != 1 {
@@ -210,7 +224,7 @@ func parseChapter(text string) ([]step, error) {
 		if older != nil && info != "console" {
 			return nil, fmt.Errorf("line %d: \"rabbitmq 3 prints\" must come right before a console block", olderLine)
 		}
-		eventually, road = false, roadBoth
+		eventually, road, attempts = false, roadBoth, 0
 	}
 	if older != nil {
 		return nil, fmt.Errorf("line %d: \"rabbitmq 3 prints\" is followed by no console block", olderLine)

@@ -105,6 +105,8 @@ func TestParseChapterErrors(t *testing.T) {
 		"```console\n$ never closed",
 		"<!-- doctest: unknown -->",
 		"<!-- doctest: stop -->",
+		"<!-- doctest: attempts 1 -->",
+		"<!-- doctest: attempts many -->",
 		"<!-- doctest: rabbitmq 3 prints\nold",
 		"<!-- doctest: rabbitmq 3 prints\nold\n-->\n```console\n$ a\n$ b\n```",
 		"<!-- doctest: rabbitmq 3 prints\nold\n-->\n```sh\nmake run\n```",
@@ -113,6 +115,22 @@ func TestParseChapterErrors(t *testing.T) {
 		if _, err := parseChapter(chapter); err == nil {
 			t.Errorf("parseChapter(%q) = nil error, want one", chapter)
 		}
+	}
+}
+
+// TestParseAttempts gives the commands of the block after the directive its
+// number of runs, and those of the next block none.
+func TestParseAttempts(t *testing.T) {
+	steps, err := parseChapter("<!-- doctest: attempts 3 -->\n```console\n$ a\n$ b\n```\n```console\n$ c\n```\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, s := range steps {
+		got = append(got, s.attempts)
+	}
+	if want := []int{3, 3, 0}; !slices.Equal(got, want) {
+		t.Errorf("attempts = %v, want %v", got, want)
 	}
 }
 

@@ -209,7 +209,7 @@ func runCommand(t *testing.T, sh *shell, rw *rewriter, where string, s step) {
 	t.Helper()
 	cmd := rw.command(s.command)
 	deadline := time.Now().Add(eventuallyFor)
-	for {
+	for run := 1; ; run++ {
 		out, rc, err := sh.run(cmd, commandTimeout)
 		if err != nil {
 			t.Fatalf("%s: $ %s\n%v; it printed:\n%s", where, s.command, err, out)
@@ -218,6 +218,10 @@ func runCommand(t *testing.T, sh *shell, rw *rewriter, where string, s step) {
 		ok := (rc == 0 || expectsExit(s.expected, rc)) && matchOutput(s.expected, got)
 		if ok {
 			return
+		}
+		if run < s.attempts {
+			t.Logf("%s: $ %s: run %d of %d did not print what the chapter shows; running it again", where, s.command, run, s.attempts)
+			continue
 		}
 		if !s.eventually || time.Now().After(deadline) {
 			t.Fatalf("%s: $ %s\nexit status %d; the chapter shows:\n%s\nit printed:\n%s",
