@@ -69,17 +69,13 @@ func newPublisher(url string, channels int) (*publisher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
+	chs, err := openConfirmChannels(conn, channels)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
 	p := &publisher{conn: conn, channels: make(chan *amqp.Channel, channels)}
-	for range channels {
-		ch, err := conn.Channel()
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("channel.open: %w", err)
-		}
-		if err := ch.Confirm(false /* noWait */); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("confirm.select: %w", err)
-		}
+	for _, ch := range chs {
 		p.channels <- ch
 	}
 	// A channel's first publish to a quorum queue registers it with the
@@ -103,6 +99,28 @@ func (p *publisher) publish(ctx context.Context) error {
 		return ctx.Err()
 	}
 	defer func() { p.channels <- ch }()
+	return publishConfirmed(ctx, ch)
+}
+
+// openConfirmChannels opens n channels on conn, each in confirm mode.
+func openConfirmChannels(conn *amqp.Connection, n int) ([]*amqp.Channel, error) {
+	var chs []*amqp.Channel
+	for range n {
+		ch, err := conn.Channel()
+		if err != nil {
+			return nil, fmt.Errorf("channel.open: %w", err)
+		}
+		if err := ch.Confirm(false /* noWait */); err != nil {
+			return nil, fmt.Errorf("confirm.select: %w", err)
+		}
+		chs = append(chs, ch)
+	}
+	return chs, nil
+}
+
+// publishConfirmed sends one persistent message on ch, a channel in confirm
+// mode, and waits for the broker's confirm of it.
+func publishConfirmed(ctx context.Context, ch *amqp.Channel) error {
 	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, routingKey,
 		true,  // mandatory, as service01
 		false, // immediate: not supported by RabbitMQ
@@ -142,19 +160,12 @@ func newPipelinedPublisher(url string, channels int) (*pipelinedPublisher, error
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
-	p := &pipelinedPublisher{conn: conn}
-	for range channels {
-		ch, err := conn.Channel()
-		if err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("channel.open: %w", err)
-		}
-		if err := ch.Confirm(false /* noWait */); err != nil {
-			conn.Close()
-			return nil, fmt.Errorf("confirm.select: %w", err)
-		}
-		p.channels = append(p.channels, ch)
+	chs, err := openConfirmChannels(conn, channels)
+	if err != nil {
+		conn.Close()
+		return nil, err
 	}
+	p := &pipelinedPublisher{conn: conn, channels: chs}
 	for i := range channels { // each channel's slow first publish, as newPublisher's
 		if err := p.publish(context.Background(), i); err != nil {
 			conn.Close()
@@ -168,22 +179,7 @@ func newPipelinedPublisher(url string, channels int) (*pipelinedPublisher, error
 // waits for its confirm. amqp091-go serialises publishes on a channel and
 // hands each its own DeferredConfirmation, resolved by its delivery tag.
 func (p *pipelinedPublisher) publish(ctx context.Context, client int) error {
-	ch := p.channels[client%len(p.channels)]
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, routingKey,
-		true,  // mandatory, as service01
-		false, // immediate: not supported by RabbitMQ
-		newPublishing(time.Now()))
-	if err != nil {
-		return fmt.Errorf("basic.publish: %w", err)
-	}
-	acked, err := dc.WaitContext(ctx)
-	if err != nil {
-		return fmt.Errorf("waiting for the confirm: %w", err)
-	}
-	if !acked {
-		return errors.New("the broker nacked the message")
-	}
-	return nil
+	return publishConfirmed(ctx, p.channels[client%len(p.channels)])
 }
 
 func (p *pipelinedPublisher) close() { p.conn.Close() }

@@ -217,12 +217,12 @@ func (l *Lab) checkPorts(parts []string) error {
 	for _, part := range parts {
 		for _, p := range want[part] {
 			ln, err := net.Listen("tcp", ":"+strconv.Itoa(p.port))
-			if err != nil && holderOf(l.state, p.port) != "" {
-				problems = append(problems, fmt.Sprintf("port %d (%s) is held by this checkout's own lab (%s), still running from an earlier run: stop it with make stop (or go run ./lab stop), or with Ctrl-C in its terminal, then start again",
-					p.port, p.name, holderOf(l.state, p.port)))
-				continue
-			}
 			if err != nil {
+				if holder := holderOf(l.state, p.port); holder != "" {
+					problems = append(problems, fmt.Sprintf("port %d (%s) is held by this checkout's own lab (%s), still running from an earlier run: stop it with make stop (or go run ./lab stop), or with Ctrl-C in its terminal, then start again",
+						p.port, p.name, holder))
+					continue
+				}
 				// The broker's Erlang ports follow RABBITMQ_PORT.
 				variable, suggest := p.name, p.port+1000
 				if v, _, derived := strings.Cut(p.name, " + "); derived {
