@@ -16,13 +16,18 @@ type config struct {
 	RabbitMQConfig // the broker, and what to declare on it (rabbitmq.go)
 
 	ConfirmTimeout  time.Duration `env:"SERVICE01_CONFIRM_TIMEOUT" envDefault:"5s"`
-	PublishChannels int           `env:"SERVICE01_PUBLISH_CHANNELS" envDefault:"64"`
+	PublishChannels int           `env:"SERVICE01_PUBLISH_CHANNELS" envDefault:"2"`
+	MaxInFlight     int           `env:"SERVICE01_MAX_IN_FLIGHT" envDefault:"512"`
 	IdempotencyTTL  time.Duration `env:"SERVICE01_IDEMPOTENCY_TTL" envDefault:"24h"`
 	IdempotencyKeys int           `env:"SERVICE01_IDEMPOTENCY_KEYS" envDefault:"100000"`
 }
 
 // maxPublishChannels is RabbitMQ's default channel_max per connection.
 const maxPublishChannels = 2047
+
+// maxInFlight bounds SERVICE01_MAX_IN_FLIGHT: each place reserves room
+// for a basic.return on every channel.
+const maxInFlight = 65535
 
 // validate checks service01's own values that parsed; parseConfig checks
 // the rest.
@@ -36,6 +41,8 @@ func (c config) validate() []fieldError {
 	check(c.ConfirmTimeout > 0, "SERVICE01_CONFIRM_TIMEOUT", "must be more than 0, got %s", c.ConfirmTimeout)
 	check(c.PublishChannels >= 1 && c.PublishChannels <= maxPublishChannels, "SERVICE01_PUBLISH_CHANNELS",
 		"must be between 1 and %d (RabbitMQ's default channel_max), got %d", maxPublishChannels, c.PublishChannels)
+	check(c.MaxInFlight >= 1 && c.MaxInFlight <= maxInFlight, "SERVICE01_MAX_IN_FLIGHT",
+		"must be between 1 and %d, got %d", maxInFlight, c.MaxInFlight)
 	check(c.IdempotencyTTL > 0, "SERVICE01_IDEMPOTENCY_TTL", "must be more than 0, got %s", c.IdempotencyTTL)
 	check(c.IdempotencyKeys >= 1, "SERVICE01_IDEMPOTENCY_KEYS", "must be at least 1, got %d", c.IdempotencyKeys)
 	return problems

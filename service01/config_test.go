@@ -36,7 +36,8 @@ func TestConfigDefaults(t *testing.T) {
 			DeadLetterQueue:    "pings.dead",
 		},
 		ConfirmTimeout:  5 * time.Second,
-		PublishChannels: 64,
+		PublishChannels: 2,
+		MaxInFlight:     512,
 		IdempotencyTTL:  24 * time.Hour,
 		IdempotencyKeys: 100000,
 	}
@@ -128,6 +129,8 @@ func TestConfigInvalidOneAtATime(t *testing.T) {
 		{"RABBITMQ_QUEUE_TYPE", "stream", `RABBITMQ_QUEUE_TYPE: must be "quorum" or "classic", got "stream"`},
 		{"SERVICE01_PUBLISH_CHANNELS", "-1", "SERVICE01_PUBLISH_CHANNELS: must be between 1 and 2047"},
 		{"SERVICE01_PUBLISH_CHANNELS", "5000", "SERVICE01_PUBLISH_CHANNELS: must be between 1 and 2047"},
+		{"SERVICE01_MAX_IN_FLIGHT", "0", "SERVICE01_MAX_IN_FLIGHT: must be between 1 and 65535, got 0"},
+		{"SERVICE01_MAX_IN_FLIGHT", "100000", "SERVICE01_MAX_IN_FLIGHT: must be between 1 and 65535, got 100000"},
 		{"SERVICE01_CONFIRM_TIMEOUT", "-1s", "SERVICE01_CONFIRM_TIMEOUT: must be more than 0, got -1s"},
 		{"SERVICE01_CONFIRM_TIMEOUT", "soon", `SERVICE01_CONFIRM_TIMEOUT: must be a duration such as 5s or 500ms, got "soon"`},
 		{"SERVICE01_IDEMPOTENCY_TTL", "0s", "SERVICE01_IDEMPOTENCY_TTL: must be more than 0, got 0s"},

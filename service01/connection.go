@@ -6,14 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // This file is the hardening around the lesson in confirm.go: staying
-// connected (backoff, re-declaring the topology; dial.go dials), a pool of channels
-// in confirm mode, and knowing when the broker blocks publishers.
+// connected (backoff, re-declaring the topology; dial.go dials), a few
+// channels in confirm mode that many messages share, and knowing when the
+// broker blocks publishers.
 
 // Run connects to the broker, declares the topology and stays connected,
 // re-dialling with exponential backoff and jitter whenever the connection
@@ -71,7 +73,7 @@ func (p *amqpPublisher) connect(ctx context.Context) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := newSession(conn, p.cfg.PublishChannels, p.logger)
+	s := newSession(conn, p.cfg.PublishChannels, p.cfg.MaxInFlight, p.logger)
 
 	ch, err := conn.Channel()
 	if err != nil {
@@ -103,26 +105,34 @@ type session struct {
 	conn   *amqp.Connection
 	closed chan *amqp.Error // connection.close from the broker, or a network error
 
-	// pool holds one entry per channel that may be in use: an open channel
-	// ready to publish on, or nil for one to open. Taking an entry is the
-	// right to publish, so at most SERVICE01_PUBLISH_CHANNELS messages are
-	// in flight, each alone on its channel. (amqp091-go channels must not
-	// be shared by goroutines that publish, and one message per channel is
-	// what makes a basic.return easy to attribute.)
-	pool chan *confirmChannel
+	// inFlight holds one token per message awaiting its confirm, at most
+	// SERVICE01_MAX_IN_FLIGHT: past that, a request waits for a place
+	// (within its confirm timeout) instead of piling onto a broker that is
+	// falling behind.
+	inFlight chan struct{}
+
+	// channels are the SERVICE01_PUBLISH_CHANNELS channels the messages
+	// share, taken in turn. Many messages in flight on few channels let the
+	// broker write and confirm them in batches, which costs it less per
+	// message than one message per channel. Each slot holds its channel, or
+	// nil for one to open, and is empty while a request opens it.
+	channels []chan *confirmChannel
+	next     atomic.Uint64
 
 	mu      sync.Mutex
 	blocked string // why the broker blocks publishing, while it does
 }
 
-func newSession(conn *amqp.Connection, channels int, logger *slog.Logger) *session {
+func newSession(conn *amqp.Connection, channels, maxInFlight int, logger *slog.Logger) *session {
 	s := &session{
-		conn:   conn,
-		closed: conn.NotifyClose(make(chan *amqp.Error, 1)),
-		pool:   make(chan *confirmChannel, channels),
+		conn:     conn,
+		closed:   conn.NotifyClose(make(chan *amqp.Error, 1)),
+		inFlight: make(chan struct{}, maxInFlight),
+		channels: make([]chan *confirmChannel, channels),
 	}
-	for range channels {
-		s.pool <- nil
+	for i := range s.channels {
+		s.channels[i] = make(chan *confirmChannel, 1)
+		s.channels[i] <- nil
 	}
 	// The broker blocks publishing connections during a memory or disk
 	// alarm: published messages then wait, unconfirmed, until it clears.
@@ -157,36 +167,38 @@ func (s *session) blockedReason() string {
 	return s.blocked
 }
 
-// acquire takes a channel from the pool, opening one if needed, waiting
-// until ctx is done at most.
+// acquire takes a place in flight and the next channel in turn, opening it
+// if needed, waiting until ctx is done at most. Call release once the
+// message is confirmed, or will not be.
 func (s *session) acquire(ctx context.Context) (*confirmChannel, error) {
+	select {
+	case s.inFlight <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for one of the %d places in flight: %w", cap(s.inFlight), ctx.Err())
+	}
+	slot := s.channels[s.next.Add(1)%uint64(len(s.channels))]
 	var c *confirmChannel
 	select {
-	case c = <-s.pool:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a free channel: %w", ctx.Err())
+	case c = <-slot:
+	case <-ctx.Done(): // another request is opening this channel
+		s.release()
+		return nil, fmt.Errorf("waiting for a channel to open: %w", ctx.Err())
 	}
-	if c != nil && !c.ch.IsClosed() {
-		return c, nil
+	if c == nil || c.ch.IsClosed() {
+		var err error
+		if c, err = openConfirmChannel(ctx, s.conn, cap(s.inFlight)); err != nil {
+			slot <- nil
+			s.release()
+			return nil, err
+		}
 	}
-	c, err := openConfirmChannel(ctx, s.conn)
-	if err != nil {
-		s.pool <- nil
-		return nil, err
-	}
+	slot <- c
 	return c, nil
 }
 
-// release gives a channel back to the pool for the next message. A channel
-// in doubt (publishConfirmed could not tell what became of its message) is
-// closed in the background instead, and its place freed for a new one.
-func (s *session) release(c *confirmChannel) {
-	if c.inDoubt {
-		go c.ch.Close()
-		s.pool <- nil
-		return
-	}
-	s.pool <- c
+// release gives back the place in flight that acquire took.
+func (s *session) release() {
+	<-s.inFlight
 }
 
 // close closes the connection, and with it its channels. The deadline
@@ -196,26 +208,24 @@ func (s *session) close() error {
 	return s.conn.CloseDeadline(time.Now().Add(closeTimeout))
 }
 
-// confirmChannel is a channel in confirm mode, for one message at a time.
+// confirmChannel is a channel in confirm mode that many messages share.
 type confirmChannel struct {
 	ch      *amqp.Channel
-	returns chan amqp.Return // basic.return: an unroutable message came back
-	closed  chan *amqp.Error // the channel closed
-	inDoubt bool             // a late confirm or return may still come: never reuse
+	returns *returnedMessages // basic.return: which messages came back unroutable
 }
 
 // openConfirmChannel opens a channel in confirm mode, giving up when ctx
 // is done. Opening takes two round trips to the broker, which a blocked
 // connection never completes: RabbitMQ stops reading from a connection it
 // blocks, until the alarm clears.
-func openConfirmChannel(ctx context.Context, conn *amqp.Connection) (*confirmChannel, error) {
+func openConfirmChannel(ctx context.Context, conn *amqp.Connection, maxInFlight int) (*confirmChannel, error) {
 	type opened struct {
 		c   *confirmChannel
 		err error
 	}
 	done := make(chan opened, 1)
 	go func() {
-		c, err := openConfirmChannelNow(conn)
+		c, err := openConfirmChannelNow(conn, maxInFlight)
 		done <- opened{c, err}
 	}()
 	select {
@@ -232,7 +242,7 @@ func openConfirmChannel(ctx context.Context, conn *amqp.Connection) (*confirmCha
 	}
 }
 
-func openConfirmChannelNow(conn *amqp.Connection) (*confirmChannel, error) {
+func openConfirmChannelNow(conn *amqp.Connection, maxInFlight int) (*confirmChannel, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("channel.open: %w", err)
@@ -243,12 +253,6 @@ func openConfirmChannelNow(conn *amqp.Connection) (*confirmChannel, error) {
 		ch.Close()
 		return nil, fmt.Errorf("confirm.select: %w", err)
 	}
-	return &confirmChannel{
-		ch: ch,
-		// Buffered, so the library never waits on us: it sends at most one
-		// return per message and one close error per channel, and Publish
-		// reads the return of every message.
-		returns: ch.NotifyReturn(make(chan amqp.Return, 1)),
-		closed:  ch.NotifyClose(make(chan *amqp.Error, 1)),
-	}, nil
+	// Room for a return of every message that can be in flight.
+	return &confirmChannel{ch: ch, returns: watchReturns(ch, maxInFlight)}, nil
 }

@@ -85,7 +85,7 @@ func (p *amqpPublisher) setDown(why error) {
 // SERVICE01_CONFIRM_TIMEOUT in all. It returns nil once the broker has
 // taken responsibility for the message, or a *publishError. The protocol
 // steps are publishConfirmed's (confirm.go); this is the bookkeeping around
-// them: a channel from the pool, the time limit, metrics and logs.
+// them: a place in flight and a channel, the time limit, metrics and logs.
 func (p *amqpPublisher) Publish(ctx context.Context, m message) error {
 	start := time.Now()
 	err := p.publish(ctx, m)
@@ -112,9 +112,8 @@ func (p *amqpPublisher) publish(ctx context.Context, m message) error {
 		return &publishError{Result: resultBlocked, Err: &blockedError{Reason: reason}}
 	}
 
-	// From here on, carry on even if the client hangs up: a channel can be
-	// reused only once its message is confirmed, and the metrics should say
-	// what the broker did. SERVICE01_CONFIRM_TIMEOUT bounds it all.
+	// From here on, carry on even if the client hangs up: the metrics
+	// should say what the broker did. SERVICE01_CONFIRM_TIMEOUT bounds it all.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.ConfirmTimeout)
 	defer cancel()
 	c, err := s.acquire(ctx)
@@ -125,7 +124,7 @@ func (p *amqpPublisher) publish(ctx context.Context, m message) error {
 		}
 		return &publishError{Result: result, Err: err}
 	}
-	defer s.release(c)
+	defer s.release()
 
 	sent := time.Now()
 	err = publishConfirmed(ctx, c, p.cfg.Exchange, p.cfg.RoutingKey, m)

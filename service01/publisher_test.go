@@ -300,11 +300,78 @@ func TestPublishReturnedWhenUnroutable(t *testing.T) {
 	}
 }
 
+// Many messages in flight on one channel, some unroutable: each publish
+// learns its own message's fate, whatever the others'.
+func TestReturnsMatchedWithManyInFlight(t *testing.T) {
+	t.Parallel()
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	cfg.PublishChannels = 1
+	p, _ := mustStartPublisher(t, cfg)
+	s, _ := p.current()
+
+	const n = 400
+	results := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ConfirmTimeout)
+			defer cancel()
+			c, err := s.acquire(ctx)
+			if err != nil {
+				t.Errorf("acquire: %v", err)
+				return
+			}
+			defer s.release()
+			key := cfg.RoutingKey
+			if i%3 == 0 {
+				key = "bound to nothing"
+			}
+			results[i] = resultOf(publishConfirmed(ctx, c, cfg.Exchange, key, newMessage("mixed", "req-mixed", time.Now())))
+		})
+	}
+	wg.Wait()
+	for i, got := range results {
+		want := resultConfirmed
+		if i%3 == 0 {
+			want = resultReturned
+		}
+		if got != want {
+			t.Errorf("publish %d: result %q, want %q", i, got, want)
+		}
+	}
+}
+
+// The places in flight are a bound: a request that finds none free waits,
+// and times out if none frees in time.
+func TestPublishWaitsForAPlaceInFlight(t *testing.T) {
+	t.Parallel()
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	cfg.MaxInFlight = 1
+	cfg.ConfirmTimeout = 300 * time.Millisecond
+	p, _ := mustStartPublisher(t, cfg)
+	s, _ := p.current()
+
+	if _, err := s.acquire(context.Background()); err != nil { // the only place
+		t.Fatal(err)
+	}
+	err := p.Publish(context.Background(), newMessage("waits", "req-waits", time.Now()))
+	if got := resultOf(err); got != resultTimeout || !strings.Contains(err.Error(), "places in flight") {
+		t.Fatalf("Publish with no place free: result %q (%v), want a timeout waiting for a place", got, err)
+	}
+	s.release()
+	if err := p.Publish(context.Background(), newMessage("goes", "req-goes", time.Now())); err != nil {
+		t.Fatalf("Publish with the place free again: %v", err)
+	}
+}
+
 func TestPublishConcurrently(t *testing.T) {
 	t.Parallel()
 	r := mustRabbit(t)
 	cfg := testConfig(t, r)
-	cfg.PublishChannels = 8 // fewer than the goroutines: they wait their turn
+	cfg.PublishChannels = 2 // far fewer than the goroutines: they share them
+	cfg.MaxInFlight = 32    // fewer than the goroutines: they wait their turn
 	p, _ := mustStartPublisher(t, cfg)
 
 	const goroutines, each = 50, 10
@@ -470,7 +537,7 @@ func TestMemoryAlarm(t *testing.T) {
 	defer cancelOpen()
 	opened := make(chan error, 1)
 	go func() {
-		c, err := openConfirmChannel(openCtx, s.conn)
+		c, err := openConfirmChannel(openCtx, s.conn, cfg.MaxInFlight)
 		if err == nil {
 			c.ch.Close()
 		}

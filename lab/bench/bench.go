@@ -83,8 +83,9 @@ func SmokeOptions(root string) Options {
 const goalFraction = 0.7
 
 // serviceChannels is service01's default SERVICE01_PUBLISH_CHANNELS: R's
-// open-loop points get as many channels as E's service01 has.
-const serviceChannels = 64
+// open-loop points publish as E's service01 does, the clients sharing as
+// many channels, many messages in flight on each.
+const serviceChannels = 2
 
 // profileClients is the E point profiled when profiling: the goal's.
 const profileClients = 64
@@ -473,13 +474,13 @@ func measureOpen(ctx context.Context, o Options, q *QueueReport, b *benchLab) er
 		o.progress("  E open %3.0f%% = %.0f/s  %-8s %s; visible p50 %s p99 %s", 100*f, rate, q.Type, res, ms(p.Visible.Quantile(0.5)), ms(p.Visible.Quantile(0.99)))
 
 		if f == goalFraction {
-			pub, err := newPublisher(b.AMQPURL(), serviceChannels)
+			pub, err := newPipelinedPublisher(b.AMQPURL(), serviceChannels)
 			if err != nil {
 				return fmt.Errorf("R: %w", err)
 			}
 			openR := func() Result {
-				return OpenLoop(ctx, rate, o.OpenDuration, func(ctx context.Context, _ int, _ time.Time) error {
-					return pub.publish(ctx)
+				return OpenLoop(ctx, rate, o.OpenDuration, func(ctx context.Context, i int, _ time.Time) error {
+					return pub.publish(ctx, i)
 				})
 			}
 			r := openR()

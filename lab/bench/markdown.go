@@ -29,7 +29,7 @@ rows measured side by side mean more.
 - **Versions:** RabbitMQ %[13]s (Erlang %[14]s), %[15]s, %[16]s
 - **The lab:** release build (no race detector), nginx access log off, the
   gateway's rate limit lifted, services at their default settings (LOG_LEVEL
-  info, 64 publish channels, prefetch 200), one fresh broker per queue type,
+  info, 2 shared publish channels, prefetch 200), one fresh broker per queue type,
   the queue purged before each row.
 - **Sizes:** %[17]s warm-up then %[18]s per closed-loop point, %[19]s per
   open-loop point, a drain backlog of %[20]s messages.

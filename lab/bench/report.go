@@ -174,7 +174,7 @@ func (rep *Report) Table() string {
 				ms(p.Visible.Quantile(0.5)), ms(p.Visible.Quantile(0.99)), ms(p.Visible.Quantile(0.999)),
 				ms(p.VisibleFromSend.Quantile(0.5)), ms(p.VisibleFromSend.Quantile(0.99)))
 			if p.Fraction == goalFraction && q.RAtGoal != nil {
-				note := fmt.Sprintf("%d channels, as service01", serviceChannels)
+				note := fmt.Sprintf("sharing %d channels, as service01", serviceChannels)
 				if len(q.GoalR) > 1 {
 					note += "; p99 of each run: " + msList(q.GoalR)
 				}

@@ -2,6 +2,8 @@ package bench
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,5 +41,22 @@ func TestMedian(t *testing.T) {
 func TestRowsExplainedNamePipelinedChannels(t *testing.T) {
 	if want := fmt.Sprintf("sharing %d channels", pipelinedChannels); !strings.Contains(rowsExplained, want) {
 		t.Errorf("rowsExplained does not say %q", want)
+	}
+}
+
+// TestServiceChannelsIsService01sDefault keeps R's open-loop points
+// publishing as service01 does: .env.example holds service01's defaults
+// (service01's own config test checks that).
+func TestServiceChannelsIsService01sDefault(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("SERVICE01_PUBLISH_CHANNELS=%d\n", serviceChannels)
+	if !strings.Contains(string(b), want) {
+		t.Errorf(".env.example has no line %q: serviceChannels and service01's default differ", strings.TrimSpace(want))
+	}
+	if md := (&Report{}).Markdown("make bench"); !strings.Contains(md, fmt.Sprintf("%d shared publish channels", serviceChannels)) {
+		t.Errorf("the report's conditions do not say %d shared publish channels", serviceChannels)
 	}
 }
