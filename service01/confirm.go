@@ -54,13 +54,14 @@ func publishConfirmed(ctx context.Context, c *confirmChannel, exchange, routingK
 	// multiple=true may answer many at once.
 	acked, err := confirm.WaitContext(ctx)
 	// RabbitMQ sends the basic.return of an unroutable mandatory message
-	// before its basic.ack: by now it has come, if it was coming.
+	// before its basic.ack, and amqp091-go hands both over in that order:
+	// once the ack is here, so is the return, if there was one.
 	ret, returned := c.returns.take(m.ID)
 	switch {
 	case err != nil:
 		// Maybe sent, maybe stored: only the broker knows. A late confirm
 		// goes to this message's delivery tag and harms no other.
-		return &publishError{Result: resultTimeout, Sent: true, Err: fmt.Errorf("waiting for the confirm: %w", err)}
+		return &publishError{Result: resultTimeout, Sent: true, Pending: confirm.Done(), Err: fmt.Errorf("waiting for the confirm: %w", err)}
 	case returned:
 		// Confirmed, but stored nowhere.
 		return &publishError{Result: resultReturned, Sent: true, Err: fmt.Errorf("basic.return: %d %s", ret.ReplyCode, ret.ReplyText)}

@@ -108,7 +108,8 @@ type session struct {
 	// inFlight holds one token per message awaiting its confirm, at most
 	// SERVICE01_MAX_IN_FLIGHT: past that, a request waits for a place
 	// (within its confirm timeout) instead of piling onto a broker that is
-	// falling behind.
+	// falling behind. A message whose confirm timed out keeps its token
+	// until the confirm comes (Publish).
 	inFlight chan struct{}
 
 	// channels are the SERVICE01_PUBLISH_CHANNELS channels the messages
@@ -209,6 +210,13 @@ func (s *session) close() error {
 }
 
 // confirmChannel is a channel in confirm mode that many messages share.
+//
+// amqp091-go's documentation asks not to share a channel between
+// goroutines, for its many calls in general. Publishing is the exception
+// this relies on (amqp091-go 1.16, channel.go): PublishWithDeferredConfirm
+// numbers the message and writes its frames under the channel's lock, so
+// concurrent publishes neither interleave nor get each other's delivery
+// tags. Nothing else is called on a shared channel.
 type confirmChannel struct {
 	ch      *amqp.Channel
 	returns *returnedMessages // basic.return: which messages came back unroutable
@@ -253,6 +261,7 @@ func openConfirmChannelNow(conn *amqp.Connection, maxInFlight int) (*confirmChan
 		ch.Close()
 		return nil, fmt.Errorf("confirm.select: %w", err)
 	}
-	// Room for a return of every message that can be in flight.
+	// Room for a return of every message that can be in flight; the
+	// sweeper in returns.go empties it meanwhile.
 	return &confirmChannel{ch: ch, returns: watchReturns(ch, maxInFlight)}, nil
 }

@@ -16,6 +16,10 @@ type publishError struct {
 	Result string // what happened: one of the result labels of service01_publishes_total
 	Sent   bool   // the message reached the broker first, so it may be stored after all
 	Err    error  // the cause, for the logs
+
+	// Pending, for a confirm that did not come in time, is closed when it
+	// comes after all, or when the channel closes.
+	Pending <-chan struct{}
 }
 
 func (e *publishError) Error() string { return e.Result + ": " + e.Err.Error() }
@@ -124,13 +128,24 @@ func (p *amqpPublisher) publish(ctx context.Context, m message) error {
 		}
 		return &publishError{Result: result, Err: err}
 	}
-	defer s.release()
 
 	sent := time.Now()
 	err = publishConfirmed(ctx, c, p.cfg.Exchange, p.cfg.RoutingKey, m)
-	if pubErr, ok := errors.AsType[*publishError](err); err == nil || ok && pubErr.Sent && pubErr.Result != resultTimeout {
+	pubErr, _ := errors.AsType[*publishError](err)
+	if err == nil || pubErr != nil && pubErr.Sent && (pubErr.Result == resultNacked || pubErr.Result == resultReturned) {
 		// The broker answered: ack, nack or return.
 		p.metrics.confirmDuration.Observe(time.Since(sent).Seconds())
+	}
+	if pubErr != nil && pubErr.Pending != nil {
+		// The message still awaits its confirm at the broker: its place in
+		// flight stays taken until the answer comes, so that a broker
+		// falling behind holds at most SERVICE01_MAX_IN_FLIGHT of them.
+		go func() {
+			<-pubErr.Pending
+			s.release()
+		}()
+	} else {
+		s.release()
 	}
 	return err
 }

@@ -704,3 +704,49 @@ func TestConnectionClosedWhileWaitingForConfirm(t *testing.T) {
 		return p.Ready() == nil && p.Publish(context.Background(), newMessage("after", "req-after", time.Now())) == nil
 	})
 }
+
+// A message whose confirm timed out still awaits it at the broker: it keeps
+// its place in flight until the confirm comes, so that a broker falling
+// behind never holds more than SERVICE01_MAX_IN_FLIGHT of service01's
+// messages. Not parallel: it raises a memory alarm to hold confirms back.
+func TestTimedOutConfirmKeepsItsPlace(t *testing.T) {
+	r := mustRabbit(t)
+	cfg := testConfig(t, r)
+	cfg.ConfirmTimeout = time.Second
+	p, _ := mustStartPublisher(t, cfg)
+	s, _ := p.current()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
+		t.Fatal(err)
+	}
+	restored := false
+	t.Cleanup(func() {
+		if !restored {
+			r.Ctl(context.Background(), "set_vm_memory_high_watermark", "0.4")
+		}
+	})
+	timedOut := 0
+	waitFor(t, "a publish to time out", 60*time.Second, func() bool {
+		err := p.Publish(context.Background(), newMessage("held", "req-held", time.Now()))
+		switch resultOf(err) {
+		case resultTimeout:
+			timedOut++
+			return true
+		case resultConfirmed: // the alarm is not on yet
+			return false
+		}
+		t.Fatalf("Publish while raising the alarm: %v", err)
+		return false
+	})
+	if held := len(s.inFlight); held != timedOut {
+		t.Errorf("%d places in flight taken after %d timed-out publish, want as many", held, timedOut)
+	}
+
+	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+		t.Fatal(err)
+	}
+	restored = true
+	waitFor(t, "the late confirm to free its place", 60*time.Second, func() bool { return len(s.inFlight) == 0 })
+}

@@ -13,9 +13,12 @@ import (
 // The broker sends a mandatory message's basic.return before its
 // basic.ack, and amqp091-go hands both over in that order: the return into
 // the channel's NotifyReturn channel, then the ack to the message's
-// DeferredConfirmation. So once a message is confirmed, its return, if
-// any, is already in the NotifyReturn channel or read from it. The
-// returns are matched to their messages by message id.
+// DeferredConfirmation, both from the one goroutine that reads the
+// connection. So once a message is confirmed, its return, if any, is
+// already in the NotifyReturn channel or read from it. The returns are
+// matched to their messages by message id. (This holds with amqp091-go's
+// automatic recovery off, as service01 runs it: with it on, a closed
+// channel's notifications and pending confirms are not closed.)
 
 // returnSweep is how often returns nobody asked for are read, so that the
 // NotifyReturn channel never fills: amqp091-go would wait for room, holding
@@ -65,9 +68,10 @@ func (r *returnedMessages) expect(id string) {
 // take returns the basic.return of the message id, if it came back, and
 // stops expecting it. Call it once the message's confirm has arrived (or
 // will not). Two messages with the same id in flight at once (a retry of
-// the same Idempotency-Key after a confirm timed out) are one message sent
-// twice: a return of either is reported to both, the side that answers a
-// 503 rather than a 202 for a message stored nowhere.
+// the same Idempotency-Key after a confirm timed out, while the first
+// still awaits its confirm) are one message sent twice: a return of either
+// is reported to both, the side that answers a 503 rather than a 202 for a
+// message stored nowhere.
 func (r *returnedMessages) take(id string) (amqp.Return, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -78,8 +78,8 @@ stall is charged to every request it delays (no coordinated omission).
   channel per client below that), so that each channel carries many messages awaiting
   their confirms and the broker confirms them in batches; each client
   still waits for its own message's confirm before the next. The best a
-  bare publisher does on this broker: the ceiling for a service01 that
-  publishes this way.
+  bare publisher does on this broker, and the way service01 publishes
+  (` + "`SERVICE01_PUBLISH_CHANNELS`" + `, 2 by default).
 - **E**: ` + "`POST /ping`" + ` through the gateway, end to end: nginx, service01,
   a confirmed publish, at the same concurrencies. E/R and E/P are the share
   of each ceiling the lab reaches.
@@ -94,8 +94,9 @@ stall is charged to every request it delays (no coordinated omission).
   ` + "`GET /pong`" + `. The note adds the same measured from each request's
   intended send time, which includes the wait before service01 stamps the
   date. Both clocks are the same machine's.
-- **R open**: R open loop at 70 % of E's maximum with 64 channels (service01's
-  default pool), the reference for E's p99 goal. At 70 % E and R run in
+- **R open**: R pipelined open loop at 70 % of E's maximum, its clients
+  sharing service01's default number of channels, the reference for E's
+  p99 goal. At 70 % E and R run in
   turn several times (E, R, E, R, ...; five in ` + "`make bench`" + `) and the
   notes list each run's p99: a p99 over 5 seconds moves with any pause of
   the machine, so the goal compares the medians.
