@@ -497,15 +497,7 @@ func TestMemoryAlarm(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	t.Cleanup(func() {
-		if !restored {
-			r.Ctl(context.Background(), "set_vm_memory_high_watermark", "0.4")
-		}
-	})
+	clearAlarm := mustRaiseMemoryAlarm(t, r)
 
 	// RabbitMQ tells a connection it is blocked when it next publishes: the
 	// first publish may wait out the confirm timeout, the next are refused
@@ -550,10 +542,7 @@ func TestMemoryAlarm(t *testing.T) {
 		t.Fatal("opening a channel on the blocked connection ignored its deadline")
 	}
 
-	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
-		t.Fatal(err)
-	}
-	restored = true
+	clearAlarm()
 	waitFor(t, "publishing to work again", 60*time.Second, func() bool {
 		err := p.Publish(context.Background(), newMessage("after", "req-after", time.Now()))
 		switch resultOf(err) {
@@ -653,15 +642,7 @@ func TestConnectionClosedWhileWaitingForConfirm(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	t.Cleanup(func() {
-		if !restored {
-			r.Ctl(context.Background(), "set_vm_memory_high_watermark", "0.4")
-		}
-	})
+	clearAlarm := mustRaiseMemoryAlarm(t, r)
 	s, _ := p.current()
 	// Once the alarm is on, a message sent is held unconfirmed and the
 	// connection reports itself blocked. Publish until that happens.
@@ -696,10 +677,7 @@ func TestConnectionClosedWhileWaitingForConfirm(t *testing.T) {
 		t.Fatal("Publish did not return after its connection closed")
 	}
 
-	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
-		t.Fatal(err)
-	}
-	restored = true
+	clearAlarm()
 	waitFor(t, "publishing to work again", 60*time.Second, func() bool {
 		return p.Ready() == nil && p.Publish(context.Background(), newMessage("after", "req-after", time.Now())) == nil
 	})
@@ -716,17 +694,7 @@ func TestTimedOutConfirmKeepsItsPlace(t *testing.T) {
 	p, _ := mustStartPublisher(t, cfg)
 	s, _ := p.current()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0"); err != nil {
-		t.Fatal(err)
-	}
-	restored := false
-	t.Cleanup(func() {
-		if !restored {
-			r.Ctl(context.Background(), "set_vm_memory_high_watermark", "0.4")
-		}
-	})
+	clearAlarm := mustRaiseMemoryAlarm(t, r)
 	timedOut := 0
 	waitFor(t, "a publish to time out", 60*time.Second, func() bool {
 		err := p.Publish(context.Background(), newMessage("held", "req-held", time.Now()))
@@ -744,9 +712,36 @@ func TestTimedOutConfirmKeepsItsPlace(t *testing.T) {
 		t.Errorf("%d places in flight taken after %d timed-out publish, want as many", held, timedOut)
 	}
 
-	if _, err := r.Ctl(ctx, "set_vm_memory_high_watermark", "0.4"); err != nil {
+	clearAlarm()
+	waitFor(t, "the late confirm to free its place", 60*time.Second, func() bool { return len(s.inFlight) == 0 })
+}
+
+// mustRaiseMemoryAlarm raises a memory alarm on the node (a high watermark
+// of 0), which blocks every publishing connection, and returns the
+// function that clears it; the alarm is cleared when the test ends in any
+// case.
+func mustRaiseMemoryAlarm(t *testing.T, r *testRabbit) (clear func()) {
+	t.Helper()
+	setWatermark := func(v string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_, err := r.Ctl(ctx, "set_vm_memory_high_watermark", v)
+		return err
+	}
+	if err := setWatermark("0"); err != nil {
 		t.Fatal(err)
 	}
-	restored = true
-	waitFor(t, "the late confirm to free its place", 60*time.Second, func() bool { return len(s.inFlight) == 0 })
+	cleared := false
+	t.Cleanup(func() {
+		if !cleared {
+			setWatermark("0.4")
+		}
+	})
+	return func() {
+		t.Helper()
+		if err := setWatermark("0.4"); err != nil {
+			t.Fatal(err)
+		}
+		cleared = true
+	}
 }
