@@ -36,6 +36,7 @@ func testConfig(t *testing.T, r *testRabbit) config {
 	cfg.Queue = name + ".pings"
 	cfg.DeadLetterExchange = name + ".dlx"
 	cfg.DeadLetterQueue = name + ".dead"
+	cfg.LogStream = name + ".log"
 	// Generous: the machine is shared. Tests that expect a timeout lower it.
 	cfg.ConfirmTimeout = 30 * time.Second
 	return cfg
@@ -220,10 +221,19 @@ func TestTopology(t *testing.T) {
 					if !q.Durable || q.Type != queueType || !sameArgs(q.Arguments, want) {
 						t.Errorf("dead-letter queue %+v, want durable, type %s, arguments %v", q, queueType, want)
 					}
+				case cfg.LogStream:
+					found++
+					want := map[string]any{
+						"x-queue-type": "stream", "x-max-age": cfg.LogMaxAge,
+						"x-max-length-bytes": float64(cfg.LogMaxBytes), "x-stream-max-segment-size-bytes": float64(cfg.LogSegmentBytes),
+					}
+					if !q.Durable || q.Type != "stream" || !sameArgs(q.Arguments, want) {
+						t.Errorf("event log %+v, want durable, type stream, arguments %v", q, want)
+					}
 				}
 			}
-			if found != 2 {
-				t.Errorf("found %d of the 2 queues in %s", found, out)
+			if found != 3 {
+				t.Errorf("found %d of the 3 queues in %s", found, out)
 			}
 
 			// The bindings route a message with the routing key to the queue,
@@ -265,10 +275,14 @@ func TestPublishReturnedWhenUnroutable(t *testing.T) {
 	cfg.PublishChannels = 1 // the channel that saw the return is used again below
 	p, m := mustStartPublisher(t, cfg)
 
-	// Without the binding, nothing takes the message.
+	// Without the bindings, nothing takes the message. (With the event
+	// log's binding alone, the log would take it, and the broker confirm
+	// it.)
 	ch := mustChannel(t, r)
-	if err := ch.QueueUnbind(cfg.Queue, cfg.RoutingKey, cfg.Exchange, nil); err != nil {
-		t.Fatal(err)
+	for _, q := range []string{cfg.Queue, cfg.LogStream} {
+		if err := ch.QueueUnbind(q, cfg.RoutingKey, cfg.Exchange, nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	err := p.Publish(context.Background(), newMessage("lost", "req-returned", time.Now()))
 	if got := resultOf(err); got != resultReturned {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -25,7 +26,22 @@ type RabbitMQConfig struct {
 	DeliveryLimit      int    `env:"RABBITMQ_DELIVERY_LIMIT" envDefault:"5"`
 	DeadLetterExchange string `env:"RABBITMQ_DEAD_LETTER_EXCHANGE" envDefault:"pings.dlx"`
 	DeadLetterQueue    string `env:"RABBITMQ_DEAD_LETTER_QUEUE" envDefault:"pings.dead"`
+
+	// The event log: a stream bound to the exchange like the queue, which
+	// keeps every ping until retention removes it (topology.go).
+	LogStream       string `env:"RABBITMQ_LOG_STREAM" envDefault:"pings.log"`
+	LogMaxAge       string `env:"RABBITMQ_LOG_MAX_AGE" envDefault:"7D"`
+	LogMaxBytes     int64  `env:"RABBITMQ_LOG_MAX_BYTES" envDefault:"100000000"`
+	LogSegmentBytes int64  `env:"RABBITMQ_LOG_SEGMENT_BYTES" envDefault:"10000000"`
 }
+
+// maxAgePattern is what RabbitMQ accepts as a stream's x-max-age: a whole
+// number and a unit, Y(ears), M(onths), D(ays), h(ours), m(inutes) or
+// s(econds).
+var maxAgePattern = regexp.MustCompile(`^[1-9][0-9]{0,8}[YMDhms]$`)
+
+// maxSegmentBytes is the largest segment RabbitMQ accepts for a stream.
+const maxSegmentBytes = 3_000_000_000
 
 // validate checks the broker's values that parsed.
 func (c RabbitMQConfig) validate() []fieldError {
@@ -48,6 +64,7 @@ func (c RabbitMQConfig) validate() []fieldError {
 		{"RABBITMQ_DEAD_LETTER_EXCHANGE", c.DeadLetterExchange},
 		{"RABBITMQ_QUEUE", c.Queue},
 		{"RABBITMQ_DEAD_LETTER_QUEUE", c.DeadLetterQueue},
+		{"RABBITMQ_LOG_STREAM", c.LogStream},
 	} {
 		check(n.name != "", n.key, "must not be empty")
 		check(len(n.name) <= 255, n.key, "must be at most 255 bytes long, got %d", len(n.name))
@@ -58,6 +75,16 @@ func (c RabbitMQConfig) validate() []fieldError {
 	check(c.Queue != c.DeadLetterQueue, "RABBITMQ_DEAD_LETTER_QUEUE", "must differ from RABBITMQ_QUEUE (both are %q)", c.Queue)
 	check(c.QueueType == "quorum" || c.QueueType == "classic", "RABBITMQ_QUEUE_TYPE", `must be "quorum" or "classic", got %q`, c.QueueType)
 	check(c.DeliveryLimit >= 1, "RABBITMQ_DELIVERY_LIMIT", "must be at least 1, got %d", c.DeliveryLimit)
+	check(c.LogStream != c.Queue && c.LogStream != c.DeadLetterQueue, "RABBITMQ_LOG_STREAM",
+		"must differ from RABBITMQ_QUEUE and RABBITMQ_DEAD_LETTER_QUEUE, got %q", c.LogStream)
+	check(maxAgePattern.MatchString(c.LogMaxAge), "RABBITMQ_LOG_MAX_AGE",
+		`must be a whole number and a unit: Y, M, D, h, m or s (years to seconds), such as 7D or 12h; got %q`, c.LogMaxAge)
+	check(c.LogMaxBytes >= 1, "RABBITMQ_LOG_MAX_BYTES", "must be at least 1, got %d", c.LogMaxBytes)
+	// Retention removes whole segments, and never the one being written:
+	// a segment as large as the whole log would never leave room to remove
+	// anything.
+	check(c.LogSegmentBytes >= 1 && c.LogSegmentBytes <= maxSegmentBytes && (c.LogMaxBytes < 1 || c.LogSegmentBytes <= c.LogMaxBytes), "RABBITMQ_LOG_SEGMENT_BYTES",
+		"must be from 1 to RABBITMQ_LOG_MAX_BYTES (%d) and at most %d, got %d", c.LogMaxBytes, int64(maxSegmentBytes), c.LogSegmentBytes)
 	return problems
 }
 

@@ -54,6 +54,7 @@ func testEnv(t *testing.T, r *testRabbit) (map[string]string, config) {
 		"RABBITMQ_QUEUE":                cfg.Queue,
 		"RABBITMQ_DEAD_LETTER_EXCHANGE": cfg.DeadLetterExchange,
 		"RABBITMQ_DEAD_LETTER_QUEUE":    cfg.DeadLetterQueue,
+		"RABBITMQ_LOG_STREAM":           cfg.LogStream,
 		"SERVICE01_CONFIRM_TIMEOUT":     cfg.ConfirmTimeout.String(),
 	}, cfg
 }

@@ -92,6 +92,37 @@ func declareTopology(ch *amqp.Channel, c RabbitMQConfig) error {
 	); err != nil {
 		return fmt.Errorf("queue.bind: %w", err)
 	}
+
+	// The event log: a stream, bound like the queue, so that every ping
+	// routed to the queue is appended to the log as well. Consuming from a
+	// queue removes a message; reading a stream removes nothing, so any
+	// reader can read it from any offset, any number of times, until
+	// retention removes the oldest segments (by age or by the log's size,
+	// whichever comes first).
+	if _, err := ch.QueueDeclare(
+		c.LogStream,
+		true,  // durable: a stream always is
+		false, // autoDelete
+		false, // exclusive
+		false, // noWait
+		amqp.Table{
+			"x-queue-type":                    "stream",
+			"x-max-age":                       c.LogMaxAge,
+			"x-max-length-bytes":              c.LogMaxBytes,
+			"x-stream-max-segment-size-bytes": c.LogSegmentBytes,
+		},
+	); err != nil {
+		return mismatch(fmt.Errorf("queue.declare: %w", err), "queue", c.LogStream, "RABBITMQ_LOG_STREAM")
+	}
+	if err := ch.QueueBind(
+		c.LogStream,
+		c.RoutingKey,
+		c.Exchange,
+		false, // noWait
+		nil,
+	); err != nil {
+		return fmt.Errorf("queue.bind: %w", err)
+	}
 	return nil
 }
 
@@ -153,6 +184,12 @@ func argVariable(arg string) string {
 		return "RABBITMQ_DELIVERY_LIMIT"
 	case "x-dead-letter-exchange":
 		return "RABBITMQ_DEAD_LETTER_EXCHANGE"
+	case "x-max-age":
+		return "RABBITMQ_LOG_MAX_AGE"
+	case "x-max-length-bytes":
+		return "RABBITMQ_LOG_MAX_BYTES"
+	case "x-stream-max-segment-size-bytes":
+		return "RABBITMQ_LOG_SEGMENT_BYTES"
 	}
 	return ""
 }

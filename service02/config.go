@@ -14,6 +14,8 @@ type config struct {
 
 	Prefetch      int `env:"SERVICE02_PREFETCH" envDefault:"200"`
 	StoreCapacity int `env:"SERVICE02_STORE_CAPACITY" envDefault:"10000"`
+	// Replay rebuilds the store from the event log at start (replay.go).
+	Replay bool `env:"SERVICE02_REPLAY" envDefault:"false"`
 }
 
 // validate checks service02's own values that parsed; parseConfig checks

@@ -27,8 +27,9 @@ func TestConfigDefaults(t *testing.T) {
 			RabbitMQHost: "localhost", RabbitMQPort: 5672, RabbitMQUser: "lab", RabbitMQPass: "lab", RabbitMQVHost: "/",
 			Exchange: "pings", RoutingKey: "ping.created", Queue: "pings", QueueType: "quorum", DeliveryLimit: 5,
 			DeadLetterExchange: "pings.dlx", DeadLetterQueue: "pings.dead",
+			LogStream: "pings.log", LogMaxAge: "7D", LogMaxBytes: 100_000_000, LogSegmentBytes: 10_000_000,
 		},
-		Prefetch: 200, StoreCapacity: 10000,
+		Prefetch: 200, StoreCapacity: 10000, Replay: false,
 	}
 	if cfg != want {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -131,6 +132,18 @@ func TestConfigInvalid(t *testing.T) {
 			[]string{"RABBITMQ_EXCHANGE: must be at most 255 bytes long, got 256"}},
 		{"same queue twice", map[string]string{"RABBITMQ_DEAD_LETTER_QUEUE": "pings"},
 			[]string{`RABBITMQ_DEAD_LETTER_QUEUE: must differ from RABBITMQ_QUEUE (both are "pings")`}},
+		{"log stream named like the queue", map[string]string{"RABBITMQ_LOG_STREAM": "pings"},
+			[]string{`RABBITMQ_LOG_STREAM: must differ from RABBITMQ_QUEUE and RABBITMQ_DEAD_LETTER_QUEUE, got "pings"`}},
+		{"log max age without a unit", map[string]string{"RABBITMQ_LOG_MAX_AGE": "7"},
+			[]string{`RABBITMQ_LOG_MAX_AGE: must be a whole number and a unit: Y, M, D, h, m or s (years to seconds), such as 7D or 12h; got "7"`}},
+		{"log max age in days, lower case", map[string]string{"RABBITMQ_LOG_MAX_AGE": "7d"},
+			[]string{`RABBITMQ_LOG_MAX_AGE: must be a whole number and a unit`}},
+		{"log max bytes", map[string]string{"RABBITMQ_LOG_MAX_BYTES": "0"},
+			[]string{"RABBITMQ_LOG_MAX_BYTES: must be at least 1, got 0"}},
+		{"log segment larger than the log", map[string]string{"RABBITMQ_LOG_MAX_BYTES": "1000000", "RABBITMQ_LOG_SEGMENT_BYTES": "2000000"},
+			[]string{"RABBITMQ_LOG_SEGMENT_BYTES: must be from 1 to RABBITMQ_LOG_MAX_BYTES (1000000) and at most 3000000000, got 2000000"}},
+		{"replay not a bool", map[string]string{"SERVICE02_REPLAY": "yes please"},
+			[]string{"SERVICE02_REPLAY"}},
 		{"several at once", map[string]string{"RABBITMQ_QUEUE_TYPE": "x", "SERVICE02_PREFETCH": "many", "RABBITMQ_PORT": "-5"},
 			[]string{`RABBITMQ_QUEUE_TYPE: must be "quorum"`, `SERVICE02_PREFETCH: must be a whole number, got "many"`, "RABBITMQ_PORT: must be a port number"}},
 	}

@@ -15,6 +15,7 @@ import (
 type consumer struct {
 	broker   RabbitMQConfig // holds the password: log RabbitMQAddr only
 	prefetch int
+	replay   bool // replay the event log before consuming the queue
 	tag      string
 	store    *Store
 	metrics  *metrics
@@ -28,6 +29,7 @@ func newConsumer(cfg config, tag string, store *Store, m *metrics, logger *slog.
 	return &consumer{
 		broker:   cfg.RabbitMQConfig,
 		prefetch: cfg.Prefetch,
+		replay:   cfg.Replay,
 		tag:      tag,
 		store:    store,
 		metrics:  m,
@@ -61,6 +63,14 @@ func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
 
 	if err := declareTopology(ch, c.broker); err != nil {
 		return false, err
+	}
+	if c.replay {
+		// Once per process: after a reconnect the store still holds
+		// what it held, and the queue redelivers what was not acked.
+		if err := c.replayLog(ctx, conn); err != nil {
+			return false, err
+		}
+		c.replay = false
 	}
 	// The prefetch bounds the unacknowledged messages the broker pushes
 	// ahead of the acks: enough to keep the consumer busy between round

@@ -40,6 +40,7 @@ func testTopologyConfig(tb testing.TB, r *testRabbit) config {
 	cfg.RabbitMQHost, cfg.RabbitMQPort = "127.0.0.1", r.amqpPort
 	cfg.Exchange, cfg.DeadLetterExchange = prefix+".x", prefix+".dlx"
 	cfg.Queue, cfg.DeadLetterQueue = prefix+".q", prefix+".dead"
+	cfg.LogStream = prefix + ".log"
 	tb.Cleanup(func() { deleteTopology(r, cfg) })
 	return cfg
 }
@@ -56,7 +57,7 @@ func deleteTopology(r *testRabbit, cfg config) {
 	if err != nil {
 		return
 	}
-	for _, q := range []string{cfg.Queue, cfg.DeadLetterQueue} {
+	for _, q := range []string{cfg.Queue, cfg.DeadLetterQueue, cfg.LogStream} {
 		ch.QueueDelete(q,
 			false, // ifUnused
 			false, // ifEmpty

@@ -18,6 +18,9 @@ type metrics struct {
 	redelivered  prometheus.Counter // came with the redelivered flag
 	deadLettered prometheus.Counter // rejected as invalid
 	connected    prometheus.Gauge   // 1 while consuming
+
+	replayed      prometheus.Counter // stored from the event log on replay
+	replaySkipped prometheus.Counter // invalid events skipped on replay
 }
 
 // newMetrics registers the metrics; the store's size and evictions are read
@@ -40,7 +43,7 @@ func newMetrics(store *Store) *metrics {
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "service02_messages_duplicate_total",
-			Help: "Messages consumed but not stored because a message with the same id was already stored (redeliveries).",
+			Help: "Messages consumed (or replayed) but not stored because a message with the same id was already stored (redeliveries, or pings both replayed from the log and delivered by the queue).",
 		}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "service02_messages_redelivered_total",
@@ -50,14 +53,23 @@ func newMetrics(store *Store) *metrics {
 			Name: "service02_messages_dead_lettered_total",
 			Help: "Invalid messages rejected to the dead-letter exchange.",
 		}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "service02_log_events_replayed_total",
+			Help: "Events read from the event log on replay and stored.",
+		}),
+		replaySkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "service02_log_events_skipped_total",
+			Help: "Invalid events skipped on replay: the queue dead-lettered them, but the log keeps them.",
+		}),
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "service02_connected",
-			Help: "1 while connected to RabbitMQ and consuming, else 0.",
+			Help: "1 while connected to RabbitMQ and consuming, else 0 (0 while it replays the event log).",
 		}),
 	}
 	m.registry.MustRegister(
 		m.httpRequests, m.httpDuration,
 		m.consumed, m.duplicates, m.redelivered, m.deadLettered, m.connected,
+		m.replayed, m.replaySkipped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "service02_store_messages",
 			Help: "Messages held in the in-memory store.",

@@ -87,6 +87,7 @@ func brokerEnv(r *testRabbit, cfg config) map[string]string {
 		"RABBITMQ_QUEUE":                cfg.Queue,
 		"RABBITMQ_DEAD_LETTER_EXCHANGE": cfg.DeadLetterExchange,
 		"RABBITMQ_DEAD_LETTER_QUEUE":    cfg.DeadLetterQueue,
+		"RABBITMQ_LOG_STREAM":           cfg.LogStream,
 	}
 }
 

@@ -23,13 +23,17 @@ import (
 // The lab's queues (the defaults in .env.example, which the labs the suite
 // starts keep).
 const (
+	exchange        = "pings"
+	routingKey      = "ping.created"
 	queue           = "pings"
 	deadLetterQueue = "pings.dead"
 )
 
 // Env is the extra environment of a lab the suite runs against: a store
-// large enough that service02 evicts nothing the suite sends.
-var Env = []string{"SERVICE02_STORE_CAPACITY=500000"}
+// large enough that service02 evicts nothing the suite sends, and service02
+// rebuilding its store from the event log when it restarts, so that a
+// restart must lose nothing either.
+var Env = []string{"SERVICE02_STORE_CAPACITY=500000", "SERVICE02_REPLAY=true"}
 
 // Timing of a scenario. None is asserted on: they shape the load.
 const (
@@ -44,8 +48,7 @@ type Scenario struct {
 	Name  string // short, for the command line and subtests
 	Title string // what happens, for the table
 	// inject causes the fault and returns when it is over: the part
-	// restarted, the alarm cleared. It sets f.checkFrom when pings sent
-	// earlier cannot be checked for loss.
+	// restarted, the alarm cleared.
 	inject func(ctx context.Context, s *Suite, f *faultRun) error
 	// check adds the scenario's own promises to r, if it has any.
 	check func(ctx context.Context, s *Suite, f *faultRun, pings []Ping, r *Result)
@@ -56,14 +59,13 @@ type Scenario struct {
 
 // faultRun is the state of one scenario's run.
 type faultRun struct {
-	checkFrom time.Time // 202s sent before this are not checked for loss
-	poisoned  int       // messages published straight to the queue, to be dead-lettered
-	deadAt0   int       // the dead-letter queue's length before
+	poisoned int // messages published straight to the queue, to be dead-lettered
+	deadAt0  int // the dead-letter queue's length before
 }
 
 // Scenarios are the faults of the suite, in the order it runs them.
 func Scenarios() []Scenario {
-	restart := func(part string, kill bool, down time.Duration, uncheckedBefore bool) func(context.Context, *Suite, *faultRun) error {
+	restart := func(part string, kill bool, down time.Duration) func(context.Context, *Suite, *faultRun) error {
 		return func(ctx context.Context, s *Suite, f *faultRun) error {
 			var err error
 			if kill {
@@ -74,12 +76,6 @@ func Scenarios() []Scenario {
 			if err != nil {
 				return err
 			}
-			if uncheckedBefore {
-				// The store that /pong will show starts empty now: a ping
-				// sent earlier may have been stored by the instance that
-				// just died. One sent from now on must appear.
-				f.checkFrom = time.Now()
-			}
 			if err := waitCtx(ctx, down); err != nil {
 				return err
 			}
@@ -88,21 +84,24 @@ func Scenarios() []Scenario {
 	}
 	return []Scenario{
 		{Name: "broker-restart", Title: "broker graceful restart",
-			inject: restart("rabbitmq", false, 0, false)},
+			inject: restart("rabbitmq", false, 0)},
 		{Name: "broker-kill", Title: "broker kill -9, start",
-			inject: restart("rabbitmq", true, 0, false)},
-		{Name: "service02-kill", Title: "service02 kill -9, 3 s down",
-			inject: restart("service02", true, 3*time.Second, true)},
-		{Name: "service02-term", Title: "service02 SIGTERM, 3 s down",
-			inject: restart("service02", false, 3*time.Second, true)},
+			inject: restart("rabbitmq", true, 0)},
+		// service02 replays the event log when it starts again: every
+		// ping must be in /pong afterwards, those it had stored before it
+		// died included.
+		{Name: "service02-kill", Title: "service02 kill -9, 3 s down, replays the log",
+			inject: restart("service02", true, 3*time.Second)},
+		{Name: "service02-term", Title: "service02 SIGTERM, 3 s down, replays the log",
+			inject: restart("service02", false, 3*time.Second)},
 		{Name: "service01-kill", Title: "service01 kill -9, 2 s down",
-			inject:  restart("service01", true, 2*time.Second, false),
+			inject:  restart("service01", true, 2*time.Second),
 			noRetry: "service01 forgets its Idempotency-Keys when it restarts, so a retry of a ping whose message was confirmed just before the crash (its client got a 502) is a new message, and would be stored twice"},
 		{Name: "service01-term", Title: "service01 SIGTERM, 2 s down",
-			inject: restart("service01", false, 2*time.Second, false)},
+			inject: restart("service01", false, 2*time.Second)},
 		{Name: "memory-alarm", Title: "broker memory alarm, 10 s",
 			inject: memoryAlarm, check: checkMemoryAlarm},
-		{Name: "poison", Title: "poison messages",
+		{Name: "poison", Title: "poison messages, then service02 replays them",
 			inject: poison, check: checkPoison},
 		{Name: "gateway-reload", Title: "nginx -s reload, 3 times",
 			inject: reloadGateway, check: checkNoErrors},
@@ -187,10 +186,10 @@ func poison(ctx context.Context, s *Suite, f *faultRun) error {
 		}
 		for _, body := range bodies {
 			confirm, err := ch.PublishWithDeferredConfirmWithContext(ctx,
-				"",    // the default exchange: straight to the queue named by the key
-				queue, // routing key
-				true,  // mandatory
-				false, // immediate
+				exchange,   // to the queue and the event log, as a ping goes
+				routingKey, // routing key
+				true,       // mandatory
+				false,      // immediate
 				amqp.Publishing{ContentType: "application/json", DeliveryMode: amqp.Persistent, Body: body},
 			)
 			if err != nil {
@@ -202,11 +201,28 @@ func poison(ctx context.Context, s *Suite, f *faultRun) error {
 			f.poisoned++
 		}
 	}
-	return nil
+	// The queue dead-letters them; the log keeps them. A service02 that
+	// starts again meets them on replay, and must skip each and store
+	// every ping.
+	if err := s.Lab.StopPart("service02"); err != nil {
+		return err
+	}
+	return s.Lab.StartPart(ctx, "service02")
 }
 
-// checkPoison wants every poison message in the dead-letter queue.
+// checkPoison wants every poison message in the dead-letter queue, and
+// skipped by the replay of the restarted service02.
 func checkPoison(ctx context.Context, s *Suite, f *faultRun, _ []Ping, r *Result) {
+	skipped, err := metric(ctx, s.Lab.ServiceURL("service02"), "service02_log_events_skipped_total")
+	switch {
+	case err != nil:
+		r.Problems = append(r.Problems, fmt.Sprintf("reading service02's metrics: %v", err))
+	case skipped != f.poisoned:
+		r.Problems = append(r.Problems, fmt.Sprintf("the replay skipped %d invalid events, want the %d poison messages", skipped, f.poisoned))
+	default:
+		r.Notes = append(r.Notes, fmt.Sprintf("the replay skipped all %d", skipped))
+	}
+
 	want := f.deadAt0 + f.poisoned
 	// The management API's counts lag by up to its statistics interval (5 s).
 	deadline := time.Now().Add(30 * time.Second)
@@ -303,13 +319,13 @@ func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
 	r.Recovery = firstAcceptedAfter(pings, end)
 
 	s.logf("%s: %d pings sent; waiting for the queue to drain", sc.Name, len(pings))
-	stored, err := s.settle(ctx, pings, f.checkFrom)
+	stored, err := s.settle(ctx, pings)
 	if err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("reading /pong: %v", err))
 		return r
 	}
 	injected := len(r.Problems)
-	classify(&r, pings, stored, s.ours, f.checkFrom)
+	classify(&r, pings, stored, s.ours)
 
 	// Send every ping without a 202 again, with its key: now each must be
 	// stored exactly once, the ones already stored ("recovered") included.
@@ -317,8 +333,8 @@ func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
 	// unexpected then still is.
 	r.NoRetry = sc.noRetry
 	if sc.noRetry == "" {
-		if final, ok := s.retry(ctx, sc.Name, &r, pings, f.checkFrom); ok {
-			r.Unchecked, r.Lost, r.Duplicated, r.Unexpected = final.Unchecked, final.Lost, final.Duplicated, final.Unexpected
+		if final, ok := s.retry(ctx, sc.Name, &r, pings); ok {
+			r.Lost, r.Duplicated, r.Unexpected = final.Lost, final.Duplicated, final.Unexpected
 			r.Problems = append(r.Problems[:injected], final.Problems...)
 			for _, n := range final.Notes {
 				r.Notes = append(r.Notes, "retry: "+n)
@@ -341,7 +357,7 @@ func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
 // retry sends the pings without a 202 again, waits for the queue to drain
 // and classifies every ping by its last answer. ok is false, with a
 // problem added to r, when /pong could not be read.
-func (s *Suite) retry(ctx context.Context, name string, r *Result, pings []Ping, checkFrom time.Time) (final Result, ok bool) {
+func (s *Suite) retry(ctx context.Context, name string, r *Result, pings []Ping) (final Result, ok bool) {
 	var failed []int
 	for i, p := range pings {
 		if p.Status != http.StatusAccepted {
@@ -365,22 +381,22 @@ func (s *Suite) retry(ctx context.Context, name string, r *Result, pings []Ping,
 			r.RetryAccepted++
 		}
 	}
-	stored, err := s.settle(ctx, last, checkFrom)
+	stored, err := s.settle(ctx, last)
 	if err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("reading /pong after the retries: %v", err))
 		return final, false
 	}
-	classify(&final, last, stored, s.ours, checkFrom)
+	classify(&final, last, stored, s.ours)
 	return final, true
 }
 
-// settle waits until /pong holds every 202 sent from checkFrom on and the
+// settle waits until /pong holds every 202 and the
 // queue is empty, or, when some never come, until /pong has not changed for
 // a while with the queue empty; then it returns what /pong holds.
-func (s *Suite) settle(ctx context.Context, pings []Ping, checkFrom time.Time) ([]Stored, error) {
+func (s *Suite) settle(ctx context.Context, pings []Ping) ([]Stored, error) {
 	want := map[string]bool{}
 	for _, p := range pings {
-		if p.Status == http.StatusAccepted && !p.Sent.Before(checkFrom) {
+		if p.Status == http.StatusAccepted {
 			want[p.Msg] = true
 		}
 	}
