@@ -107,7 +107,7 @@ func handlePongID(store *Store) http.Handler {
 				shown = truncate(id, maxIDChars) // no stored id is longer
 			}
 			writeProblem(w, r, http.StatusNotFound, fmt.Sprintf(
-				"No message with id %q is stored. Ids come from POST /ping; the store keeps the newest %d messages and is emptied when service02 restarts.",
+				"No message with id %q is stored. Ids come from POST /ping; the store keeps the newest %d messages in memory, and a restart of service02 empties it unless it replays the event log (SERVICE02_REPLAY).",
 				shown, store.Capacity()))
 			return
 		}

@@ -49,6 +49,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	flags.SetOutput(stderr)
 	healthcheck := flags.Bool("healthcheck", false,
 		"ask the service02 running on this machine (GET /readyz on SERVICE02_PORT) whether it is ready; exit 0 if so, else 1")
+	perMinute := flags.Bool("per-minute", false,
+		"print how many pings each minute had, read from the event log (RABBITMQ_LOG_STREAM), and exit: a second read model of the same log")
+	from := flags.String("from", "first",
+		`with -per-minute, where in the log to start: "first" (the oldest event held), a time (2026-12-02T18:40:00Z) or a duration ago (10m)`)
 	if err := flags.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -61,6 +65,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if *healthcheck {
 		return checkReady(ctx, cfg.Port)
+	}
+	if *perMinute {
+		return printPerMinute(ctx, cfg.RabbitMQConfig, *from, stdout)
 	}
 
 	// Every line names the service, so the lab's logs can be read together.

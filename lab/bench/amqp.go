@@ -187,6 +187,13 @@ func (p *pipelinedPublisher) close() { p.conn.Close() }
 // fill publishes n messages as fast as the broker takes them, to build a
 // backlog: a few channels, each with a window of unconfirmed messages.
 func fill(ctx context.Context, url string, n int) error {
+	return fillTo(ctx, url, exchange, routingKey, n)
+}
+
+// fillTo publishes n messages to the exchange with the routing key, with
+// confirms, on a few channels at once. With the default exchange ("") and
+// a stream's name as the key, they go to that stream alone.
+func fillTo(ctx context.Context, url, exchange, routingKey string, n int) error {
 	const workers, window = 4, 500
 	conn, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": "bench fill"}})
 	if err != nil {
@@ -201,7 +208,7 @@ func fill(ctx context.Context, url string, n int) error {
 			share += n % workers
 		}
 		wg.Go(func() {
-			if err := fillChannel(ctx, conn, share, window); err != nil {
+			if err := fillChannel(ctx, conn, exchange, routingKey, share, window); err != nil {
 				errs <- err
 			}
 		})
@@ -211,7 +218,7 @@ func fill(ctx context.Context, url string, n int) error {
 	return <-errs
 }
 
-func fillChannel(ctx context.Context, conn *amqp.Connection, n, window int) error {
+func fillChannel(ctx context.Context, conn *amqp.Connection, exchange, routingKey string, n, window int) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return fmt.Errorf("channel.open: %w", err)

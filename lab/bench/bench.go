@@ -120,11 +120,16 @@ type QueueReport struct {
 	Open       []OpenPoint
 	Drain      float64 // messages/s service02 stored from a backlog
 	DrainRaw   float64 // messages/s a bare Go consumer acked from the same backlog
-	HeapBase   int64   // service02's live heap with an empty store, bytes
-	Memory     []MemoryPoint
-	EMax       float64 // E's highest closed-loop rate
-	EMaxAt     int     // ... and the clients it was reached with
-	RAtGoal    *Result // R open loop at goalFraction of E's maximum
+	// Replay is the events/s service02 read from an event log of
+	// Options.DrainSize events when it started with SERVICE02_REPLAY=true,
+	// and ReplayReady the time from its start to ready.
+	Replay      float64
+	ReplayReady time.Duration
+	HeapBase    int64 // service02's live heap with an empty store, bytes
+	Memory      []MemoryPoint
+	EMax        float64 // E's highest closed-loop rate
+	EMaxAt      int     // ... and the clients it was reached with
+	RAtGoal     *Result // R open loop at goalFraction of E's maximum
 	// GoalE and GoalR are the p99 latencies of E and R open loop at
 	// goalFraction, over Options.GoalRuns runs taken in turn (E, R, E, R,
 	// ...); the first are those of Open's point and RAtGoal. A p99 over 5
@@ -285,6 +290,9 @@ func runQueueType(ctx context.Context, o Options, rep *Report, queueType string,
 		return q, err
 	}
 	if err := measureDrain(ctx, o, &q, b); err != nil {
+		return q, err
+	}
+	if err := measureReplay(ctx, o, &q, b); err != nil {
 		return q, err
 	}
 	if err := measureMemory(ctx, o, &q, b); err != nil {
@@ -551,6 +559,55 @@ func measureDrain(ctx context.Context, o Options, q *QueueReport, b *benchLab) e
 	q.DrainRaw = float64(o.DrainSize) / elapsed.Seconds()
 	o.progress("  D  raw consumer   %-8s %.0f msg/s", q.Type, q.DrainRaw)
 	return nil
+}
+
+// replayStream is the event log the replay row reads: one of its own, so
+// that it holds exactly Options.DrainSize events, whatever the rows before
+// left in the lab's pings.log.
+const replayStream = "bench.replay"
+
+// measureReplay fills an event log of its own with DrainSize events, then
+// times service02 from its start with SERVICE02_REPLAY=true to ready, and
+// reads the replay's rate from its log line. service02 then runs as it did
+// before.
+func measureReplay(ctx context.Context, o Options, q *QueueReport, b *benchLab) error {
+	// service02 declares the stream, with the lab's retention, on a start
+	// without replay.
+	logHere := []string{"RABBITMQ_LOG_STREAM=" + replayStream}
+	if err := b.StopPart("service02"); err != nil {
+		return err
+	}
+	if err := b.StartPartWith(ctx, "service02", logHere); err != nil {
+		return err
+	}
+	if err := b.StopPart("service02"); err != nil {
+		return err
+	}
+	if err := b.purge(ctx); err != nil {
+		return err
+	}
+	o.progress("  replay: writing %d events to the log %s...", o.DrainSize, replayStream)
+	if err := fillTo(ctx, b.AMQPURL(), "", replayStream, o.DrainSize); err != nil {
+		return err
+	}
+	logPath := b.LogPath("service02")
+	offset := fileSize(logPath)
+	start := time.Now()
+	if err := b.StartPartWith(ctx, "service02", append(logHere, "SERVICE02_REPLAY=true")); err != nil {
+		return err
+	}
+	q.ReplayReady = time.Since(start)
+	events, rate, ok := replayedLine(logPath, offset)
+	if !ok || events != o.DrainSize {
+		return fmt.Errorf("replay: service02 logged no \"event log replayed\" line for %d events (found %v, %d events)", o.DrainSize, ok, events)
+	}
+	q.Replay = rate
+	o.progress("  RP service02      %-8s %.0f events/s, ready in %s", q.Type, rate, q.ReplayReady.Round(10*time.Millisecond))
+
+	if err := b.StopPart("service02"); err != nil {
+		return err
+	}
+	return b.StartPartWith(ctx, "service02", []string{"RABBITMQ_LOG_STREAM=pings.log", "SERVICE02_REPLAY=false"})
 }
 
 // measureMemory restarts service02 with GODEBUG=gctrace=1 (a line per

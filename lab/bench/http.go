@@ -151,6 +151,33 @@ func consumingSince(logPath string, offset int64) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// replayedLine returns what service02 logged when it finished replaying the
+// event log: the events it read and their rate, from the first such line
+// after offset in its log.
+func replayedLine(logPath string, offset int64) (events int, perSecond float64, ok bool) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return 0, 0, false
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return 0, 0, false
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Msg       string  `json:"msg"`
+			Events    int     `json:"events"`
+			PerSecond float64 `json:"events_per_second"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "event log replayed" {
+			return line.Events, line.PerSecond, true
+		}
+	}
+	return 0, 0, false
+}
+
 // stamps are a stored message's two times: the date service01 gave it and
 // when service02 stored it.
 type stamps struct{ date, stored time.Time }

@@ -185,6 +185,8 @@ func (rep *Report) Table() string {
 			q.Type, thousands(float64(rep.Options.DrainSize)), thousands(q.Drain), prefetch, ratio(q.Drain, q.EMax))
 		fmt.Fprintf(&b, "| drain raw | %s | %s backlog | %s msg/s | | | | | bare Go consumer, prefetch %d, ack each |\n",
 			q.Type, thousands(float64(rep.Options.DrainSize)), thousands(q.DrainRaw), prefetch)
+		fmt.Fprintf(&b, "| replay | %s | %s in the log | %s events/s | | | | | service02 with SERVICE02_REPLAY=true, ready %.1f s after its start; %.2f × the drain rate |\n",
+			q.Type, thousands(float64(rep.Options.DrainSize)), thousands(q.Replay), q.ReplayReady.Seconds(), ratio(q.Replay, q.Drain))
 		for _, m := range q.Memory {
 			fmt.Fprintf(&b, "| memory | %s | %s stored | %.0f B/msg | | | | | live heap %d MiB, %d MiB empty |\n",
 				q.Type, thousands(float64(m.Stored)), q.PerMessage(m), m.Live>>20, q.HeapBase>>20)
@@ -237,6 +239,8 @@ func (rep *Report) Goals() []Goal {
 			add("publish-to-visible p99 at 70 %", "≤ 25 ms", ms(v99), v99 <= 25*time.Millisecond)
 		}
 		add("drain", "≥ 2 × E's max", fmt.Sprintf("%s msg/s = %.1f × %s req/s", thousands(q.Drain), ratio(q.Drain, q.EMax), thousands(q.EMax)), q.Drain >= 2*q.EMax)
+		add(fmt.Sprintf("replay of %s events", thousands(float64(rep.Options.DrainSize))), "ready ≤ 10 s", fmt.Sprintf("%.1f s", q.ReplayReady.Seconds()), q.ReplayReady <= 10*time.Second)
+		add("replay rate", "≥ ½ × the drain rate", fmt.Sprintf("%s events/s = %.2f × %s msg/s", thousands(q.Replay), ratio(q.Replay, q.Drain), thousands(q.Drain)), q.Replay >= q.Drain/2)
 		if len(q.Memory) > 0 {
 			m := q.Memory[len(q.Memory)-1]
 			per := q.PerMessage(m)

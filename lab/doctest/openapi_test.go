@@ -93,17 +93,24 @@ func TestOpenAPI(t *testing.T) {
 	resp, body = do(t, "GET", gw+"/healthz", "", nil)
 	check("/healthz", "GET", resp, body)
 
-	// 503: with the queue's binding removed, the broker returns the message
-	// (service01 publishes with mandatory set).
-	binding := l.ManagementURL() + "/api/bindings/%2F/e/pings/q/pings"
-	resp, body = do(t, "DELETE", binding+"/ping.created", "", nil, "Authorization", basicLab)
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("delete the binding: %d %s", resp.StatusCode, body)
+	// 503: with the bindings of the queue and of the event log removed, the
+	// broker returns the message (service01 publishes with mandatory set).
+	bindings := []string{
+		l.ManagementURL() + "/api/bindings/%2F/e/pings/q/pings",
+		l.ManagementURL() + "/api/bindings/%2F/e/pings/q/pings.log",
+	}
+	for _, binding := range bindings {
+		resp, body = do(t, "DELETE", binding+"/ping.created", "", nil, "Authorization", basicLab)
+		if resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("delete the binding %s: %d %s", binding, resp.StatusCode, body)
+		}
 	}
 	rebind := func() {
-		resp, body := do(t, "POST", binding, "application/json", []byte(`{"routing_key":"ping.created"}`), "Authorization", basicLab)
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("bind the queue again: %d %s", resp.StatusCode, body)
+		for _, binding := range bindings {
+			resp, body := do(t, "POST", binding, "application/json", []byte(`{"routing_key":"ping.created"}`), "Authorization", basicLab)
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("bind %s again: %d %s", binding, resp.StatusCode, body)
+			}
 		}
 	}
 	resp, body = do(t, "POST", gw+"/ping", "application/json", []byte(`{"msg":"nowhere"}`))

@@ -125,7 +125,13 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 	if slices.ContainsFunc(steps, func(s step) bool { return s.kind == stepCopy }) {
 		shellDir = mustCopyRepo(t, root)
 	}
-	sh := mustShell(t, shellDir, os.Environ())
+	// A program the reader runs from the repository (go run ./service02
+	// -per-minute) finds the broker through the variables .env would set;
+	// here they point at the chapter's lab.
+	sh := mustShell(t, shellDir, append(os.Environ(),
+		"RABBITMQ_HOST=127.0.0.1",
+		"RABBITMQ_PORT="+strconv.Itoa(l.Config().RabbitMQPort),
+	))
 	// curl shows no progress meter when it writes to a terminal, as the
 	// reader's does; here its output goes to a pipe.
 	if _, _, err := sh.run(`curl() { command curl --no-progress-meter "$@"; }`, commandTimeout); err != nil {
