@@ -59,7 +59,7 @@ const usage = `usage:
                        run the fault scenarios against a lab of their own on free ports and print the table;
                        -rate sets the load's pings per second (default 150)
                        (broker-restart broker-kill service02-kill service02-term service01-kill
-                        service01-term memory-alarm poison gateway-reload; default all)`
+                        service01-term memory-alarm poison gateway-reload retention; default all)`
 
 func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	if len(args) == 0 {

@@ -244,7 +244,7 @@ func TestPongByID(t *testing.T) {
 	}
 
 	detail := checkProblem(t, ts.do("GET", "/pong/nope", nil), http.StatusNotFound)
-	for _, want := range []string{`"nope"`, "POST /ping", "newest 10 messages", "restarts"} {
+	for _, want := range []string{`"nope"`, "POST /ping", "newest 10 messages", "a restart of service02 empties it unless it replays"} {
 		if !strings.Contains(detail, want) {
 			t.Errorf("404 detail %q does not contain %q", detail, want)
 		}

@@ -78,6 +78,10 @@ type Result struct {
 	Duplicated int         // an id, or a msg, present more than once
 	Unexpected int         // in /pong, never sent, or with an id no 202 gave it
 	Recovered  int         // an error or no answer, yet present once
+	// Forgotten are 202s absent from /pong that the scenario let go: sent
+	// before service02 restarted on an event log whose retention had
+	// removed them (the retention scenario only).
+	Forgotten int
 	// Retried are the pings without a 202 sent again, once, with the same
 	// Idempotency-Key after the fault; RetryAccepted of them got a 202.
 	// NoRetry says why a scenario does not retry, when it does not.
@@ -98,8 +102,9 @@ type Result struct {
 func (r Result) OK() bool { return len(r.Problems) == 0 }
 
 // classify sorts every ping of one scenario against the messages /pong
-// holds. ours tells which msgs this run sent (in any scenario).
-func classify(r *Result, pings []Ping, stored []Stored, ours map[string]bool) {
+// holds. ours tells which msgs this run sent (in any scenario). A 202 sent
+// before forgetBefore (zero: none) and absent is forgotten, not lost.
+func classify(r *Result, pings []Ping, stored []Stored, ours map[string]bool, forgetBefore time.Time) {
 	byMsg := make(map[string][]Stored, len(stored))
 	idCount := make(map[string]int, len(stored))
 	for _, s := range stored {
@@ -128,6 +133,8 @@ func classify(r *Result, pings []Ping, stored []Stored, ours map[string]bool) {
 		}
 		r.Accepted++
 		switch {
+		case len(found) == 0 && p.Sent.Before(forgetBefore):
+			r.Forgotten++
 		case len(found) == 0:
 			lost = append(lost, fmt.Sprintf("%s (id %s, sent %s)", p.Msg, p.ID, p.Sent.UTC().Format("15:04:05.000")))
 		case found[0].ID != p.ID:

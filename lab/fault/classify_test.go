@@ -33,7 +33,7 @@ func TestClassify(t *testing.T) {
 		ours[p.Msg] = true
 	}
 	var r Result
-	classify(&r, pings, stored, ours)
+	classify(&r, pings, stored, ours, time.Time{})
 
 	want := Result{Sent: 7, Accepted: 4, Lost: 1, Duplicated: 1, Unexpected: 2, Recovered: 1}
 	if r.Sent != want.Sent || r.Accepted != want.Accepted || r.Lost != want.Lost ||

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -61,6 +62,11 @@ type Scenario struct {
 type faultRun struct {
 	poisoned int // messages published straight to the queue, to be dead-lettered
 	deadAt0  int // the dead-letter queue's length before
+	// forgetBefore: 202s sent before it may be gone from /pong without
+	// being lost (the retention scenario); zero for every other scenario.
+	forgetBefore time.Time
+	smallLogAt   time.Time // when service02 started on the small log
+	retained     []string  // msgs the small log held up to service02's replay marker
 }
 
 // Scenarios are the faults of the suite, in the order it runs them.
@@ -105,6 +111,209 @@ func Scenarios() []Scenario {
 			inject: poison, check: checkPoison},
 		{Name: "gateway-reload", Title: "nginx -s reload, 3 times",
 			inject: reloadGateway, check: checkNoErrors},
+		{Name: "retention", Title: "a small event log, service02 restarts",
+			inject: smallLog, check: checkRetention},
+	}
+}
+
+// smallLogEnv points service02 at an event log of its own whose retention
+// keeps about 400 kB, in segments of 40 kB: at the suite's load, the last
+// five to ten seconds of pings, time enough to read the log after a
+// restart before retention moves past what the replay read. service02 declares it, and binds it to the
+// exchange, when it starts.
+var smallLogEnv = []string{
+	"RABBITMQ_LOG_STREAM=" + smallLogStream,
+	"RABBITMQ_LOG_MAX_BYTES=400000",
+	"RABBITMQ_LOG_SEGMENT_BYTES=40000",
+}
+
+// smallLogStream is the stream of the retention scenario.
+const smallLogStream = "pings.small-log"
+
+// smallLog restarts service02 on a small event log, lets the load run
+// until retention has removed the log's first segments, then restarts
+// service02 again: it replays what the log still holds, and nothing else.
+func smallLog(ctx context.Context, s *Suite, f *faultRun) error {
+	if err := s.Lab.StopPart("service02"); err != nil {
+		return err
+	}
+	if err := s.Lab.StartPartWith(ctx, "service02", smallLogEnv); err != nil {
+		return err
+	}
+	f.smallLogAt = time.Now() // service02 has bound the log by now
+	// At 150 pings a second, 400 kB fill up in five to ten seconds, and a
+	// removed segment shows as a first offset above 0.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		first, err := firstOffset(ctx, s.Lab.AMQPURL(), smallLogStream)
+		if err != nil {
+			return err
+		}
+		if first > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("retention removed nothing from %s within 30 s", smallLogStream)
+		}
+		if err := waitCtx(ctx, 500*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	if err := s.Lab.StopPart("service02"); err != nil {
+		return err
+	}
+	f.forgetBefore = time.Now()
+	if err := s.Lab.StartPart(ctx, "service02"); err != nil {
+		return err
+	}
+	// What the replay had to store: the log from the oldest event it still
+	// holds up to the marker service02 appended when it started (its first
+	// marker, at offset 0, is long gone). Read at once, before retention
+	// moves on.
+	retained, err := readToMarker(ctx, s.Lab.AMQPURL(), smallLogStream)
+	f.retained = retained
+	return err
+}
+
+// checkRetention wants retention to have taken some of the pings sent
+// since the small log was created (those before it were never in it),
+// none sent after service02's last start to be missing (classify counts
+// those as lost), and service02 back on the lab's own log afterwards.
+func checkRetention(ctx context.Context, s *Suite, f *faultRun, pings []Ping, r *Result) {
+	stored, err := ReadPong(ctx, s.Lab.GatewayURL())
+	if err != nil {
+		r.Problems = append(r.Problems, fmt.Sprintf("reading /pong: %v", err))
+	} else {
+		in := make(map[string]bool, len(stored))
+		for _, m := range stored {
+			in[m.Msg] = true
+		}
+		removed, never := 0, 0
+		for _, p := range pings {
+			if p.Status != http.StatusAccepted || in[p.Msg] || !p.Sent.Before(f.forgetBefore) {
+				continue
+			}
+			if p.Sent.Before(f.smallLogAt) {
+				never++
+			} else {
+				removed++
+			}
+		}
+		if removed == 0 {
+			r.Problems = append(r.Problems, "every ping sent since the small log was created is in /pong: retention removed nothing")
+		}
+		var missed []string
+		for _, msg := range f.retained {
+			if !in[msg] {
+				missed = append(missed, msg)
+			}
+		}
+		if len(missed) > 0 || len(f.retained) == 0 {
+			r.Problems = append(r.Problems, fmt.Sprintf("the replay missed %d of the %d pings the log still held: %v", len(missed), len(f.retained), missed[:min(3, len(missed))]))
+		}
+		r.Notes = append(r.Notes, fmt.Sprintf("the replay stored all %d pings the small log held; gone, as retention says: %d it had removed, and %d sent before it existed", len(f.retained)-len(missed), removed, never))
+	}
+	// Back to the lab's own log and retention (the defaults of
+	// .env.example): service02 replays it, every ping of the run included.
+	if err := s.Lab.StopPart("service02"); err != nil {
+		r.Problems = append(r.Problems, fmt.Sprintf("stop service02: %v", err))
+		return
+	}
+	if err := s.Lab.StartPartWith(ctx, "service02", []string{
+		"RABBITMQ_LOG_STREAM=pings.log", "RABBITMQ_LOG_MAX_BYTES=100000000", "RABBITMQ_LOG_SEGMENT_BYTES=10000000",
+	}); err != nil {
+		r.Problems = append(r.Problems, fmt.Sprintf("start service02 on its own log again: %v", err))
+	}
+}
+
+// readToMarker returns the msg of every ping in the stream, from the oldest
+// event it holds to the first replay marker.
+func readToMarker(ctx context.Context, url, stream string) ([]string, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("channel.open: %w", err)
+	}
+	if err := ch.Qos(500, 0, false /* global */); err != nil {
+		return nil, fmt.Errorf("basic.qos: %w", err)
+	}
+	deliveries, err := ch.Consume(stream, "",
+		false, // autoAck: a stream consumer must ack
+		false, // exclusive
+		false, // noLocal
+		false, // noWait
+		amqp.Table{"x-stream-offset": "first"})
+	if err != nil {
+		return nil, fmt.Errorf("basic.consume: %w", err)
+	}
+	var msgs []string
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case d, ok := <-deliveries:
+			if !ok {
+				return msgs, fmt.Errorf("%s: the channel closed before a marker came", stream)
+			}
+			if err := d.Ack(false); err != nil {
+				return msgs, err
+			}
+			if d.Type == "log.marker" {
+				return msgs, nil
+			}
+			var ping struct {
+				Msg string `json:"msg"`
+			}
+			if json.Unmarshal(d.Body, &ping) == nil && ping.Msg != "" {
+				msgs = append(msgs, ping.Msg)
+			}
+		case <-timeout:
+			return msgs, fmt.Errorf("%s: no marker within 30 s", stream)
+		case <-ctx.Done():
+			return msgs, ctx.Err()
+		}
+	}
+}
+
+// firstOffset is the offset of the oldest event the stream still holds.
+func firstOffset(ctx context.Context, url, stream string) (int64, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("channel.open: %w", err)
+	}
+	if err := ch.Qos(1, 0, false /* global */); err != nil {
+		return 0, fmt.Errorf("basic.qos: %w", err)
+	}
+	deliveries, err := ch.Consume(stream, "",
+		false, // autoAck: a stream consumer must ack
+		false, // exclusive
+		false, // noLocal
+		false, // noWait
+		amqp.Table{"x-stream-offset": "first"})
+	if err != nil {
+		return 0, fmt.Errorf("basic.consume: %w", err)
+	}
+	select {
+	case d := <-deliveries:
+		switch v := d.Headers["x-stream-offset"].(type) {
+		case int64:
+			return v, nil
+		case int32:
+			return int64(v), nil
+		}
+		return 0, fmt.Errorf("%s: a delivery without x-stream-offset", stream)
+	case <-time.After(10 * time.Second):
+		return 0, fmt.Errorf("%s: nothing to read within 10 s", stream)
+	case <-ctx.Done():
+		return 0, ctx.Err()
 	}
 }
 
@@ -319,13 +528,13 @@ func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
 	r.Recovery = firstAcceptedAfter(pings, end)
 
 	s.logf("%s: %d pings sent; waiting for the queue to drain", sc.Name, len(pings))
-	stored, err := s.settle(ctx, pings)
+	stored, err := s.settle(ctx, pings, f.forgetBefore)
 	if err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("reading /pong: %v", err))
 		return r
 	}
 	injected := len(r.Problems)
-	classify(&r, pings, stored, s.ours)
+	classify(&r, pings, stored, s.ours, f.forgetBefore)
 
 	// Send every ping without a 202 again, with its key: now each must be
 	// stored exactly once, the ones already stored ("recovered") included.
@@ -333,8 +542,8 @@ func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
 	// unexpected then still is.
 	r.NoRetry = sc.noRetry
 	if sc.noRetry == "" {
-		if final, ok := s.retry(ctx, sc.Name, &r, pings); ok {
-			r.Lost, r.Duplicated, r.Unexpected = final.Lost, final.Duplicated, final.Unexpected
+		if final, ok := s.retry(ctx, sc.Name, &r, pings, f.forgetBefore); ok {
+			r.Forgotten, r.Lost, r.Duplicated, r.Unexpected = final.Forgotten, final.Lost, final.Duplicated, final.Unexpected
 			r.Problems = append(r.Problems[:injected], final.Problems...)
 			for _, n := range final.Notes {
 				r.Notes = append(r.Notes, "retry: "+n)
@@ -357,7 +566,7 @@ func (s *Suite) Run(ctx context.Context, sc Scenario) Result {
 // retry sends the pings without a 202 again, waits for the queue to drain
 // and classifies every ping by its last answer. ok is false, with a
 // problem added to r, when /pong could not be read.
-func (s *Suite) retry(ctx context.Context, name string, r *Result, pings []Ping) (final Result, ok bool) {
+func (s *Suite) retry(ctx context.Context, name string, r *Result, pings []Ping, forgetBefore time.Time) (final Result, ok bool) {
 	var failed []int
 	for i, p := range pings {
 		if p.Status != http.StatusAccepted {
@@ -381,22 +590,23 @@ func (s *Suite) retry(ctx context.Context, name string, r *Result, pings []Ping)
 			r.RetryAccepted++
 		}
 	}
-	stored, err := s.settle(ctx, last)
+	stored, err := s.settle(ctx, last, forgetBefore)
 	if err != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("reading /pong after the retries: %v", err))
 		return final, false
 	}
-	classify(&final, last, stored, s.ours)
+	classify(&final, last, stored, s.ours, forgetBefore)
 	return final, true
 }
 
-// settle waits until /pong holds every 202 and the
-// queue is empty, or, when some never come, until /pong has not changed for
-// a while with the queue empty; then it returns what /pong holds.
-func (s *Suite) settle(ctx context.Context, pings []Ping) ([]Stored, error) {
+// settle waits until /pong holds every 202 (but those sent before
+// forgetBefore) and the queue is empty, or, when some never come, until
+// /pong has not changed for a while with the queue empty; then it returns
+// what /pong holds.
+func (s *Suite) settle(ctx context.Context, pings []Ping, forgetBefore time.Time) ([]Stored, error) {
 	want := map[string]bool{}
 	for _, p := range pings {
-		if p.Status == http.StatusAccepted {
+		if p.Status == http.StatusAccepted && !p.Sent.Before(forgetBefore) {
 			want[p.Msg] = true
 		}
 	}
