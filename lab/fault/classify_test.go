@@ -69,8 +69,8 @@ func TestFirstAcceptedAfter(t *testing.T) {
 
 func TestSelect(t *testing.T) {
 	all, err := Select(nil)
-	if err != nil || len(all) != 9 {
-		t.Fatalf("Select(nil) = %d scenarios, %v; want 9", len(all), err)
+	if err != nil || len(all) != 10 {
+		t.Fatalf("Select(nil) = %d scenarios, %v; want 10", len(all), err)
 	}
 	picked, err := Select([]string{"poison", "broker-kill"})
 	if err != nil || len(picked) != 2 || picked[0].Name != "poison" {
