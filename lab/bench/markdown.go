@@ -105,6 +105,11 @@ stall is charged to every request it delays (no coordinated omission).
   them (its ` + "`service02_messages_consumed_total`" + ` counter, polled, from the
   first poll after it is ready). **drain raw**: a bare Go consumer (same
   prefetch, one ack per message, no other work) on the same backlog.
+- **replay**: an event log of its own (a stream, with the lab's retention)
+  filled with as many events as the drain's backlog, and service02 started
+  on it with ` + "`SERVICE02_REPLAY=true`" + `: the rate its ` + "`event log replayed`" + ` log
+  line reports, and the time from its start to ready (` + "`/readyz`" + ` 200), with
+  the time to start the process included.
 - **CPU time per operation**: the user and system CPU time each part used
   during a closed-loop row (warm-up included), from /proc, divided by the
   operations it ran. *bench* is the load generator (and, for P, the Go
