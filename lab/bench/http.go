@@ -129,53 +129,47 @@ func waitConsumed(ctx context.Context, client *http.Client, service02 string, n 
 // consumingSince returns the time service02 logged that it started
 // consuming, from the first such line after offset in its log.
 func consumingSince(logPath string, offset int64) (time.Time, bool) {
-	f, err := os.Open(logPath)
-	if err != nil {
-		return time.Time{}, false
+	var line struct {
+		Time time.Time `json:"time"`
 	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return time.Time{}, false
-	}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var line struct {
-			Time time.Time `json:"time"`
-			Msg  string    `json:"msg"`
-		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "consuming" {
-			return line.Time, true
-		}
-	}
-	return time.Time{}, false
+	ok := findLogLine(logPath, offset, "consuming", &line)
+	return line.Time, ok
 }
 
 // replayedLine returns what service02 logged when it finished replaying the
 // event log: the events it read and their rate, from the first such line
 // after offset in its log.
 func replayedLine(logPath string, offset int64) (events int, perSecond float64, ok bool) {
+	var line struct {
+		Events    int     `json:"events"`
+		PerSecond float64 `json:"events_per_second"`
+	}
+	ok = findLogLine(logPath, offset, "event log replayed", &line)
+	return line.Events, line.PerSecond, ok
+}
+
+// findLogLine decodes into v the first JSON line after offset in a
+// service's log whose "msg" is msg, and reports whether there was one.
+func findLogLine(logPath string, offset int64, msg string, v any) bool {
 	f, err := os.Open(logPath)
 	if err != nil {
-		return 0, 0, false
+		return false
 	}
 	defer f.Close()
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return 0, 0, false
+		return false
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		var line struct {
-			Msg       string  `json:"msg"`
-			Events    int     `json:"events"`
-			PerSecond float64 `json:"events_per_second"`
+			Msg string `json:"msg"`
 		}
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "event log replayed" {
-			return line.Events, line.PerSecond, true
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == msg {
+			return json.Unmarshal(sc.Bytes(), v) == nil
 		}
 	}
-	return 0, 0, false
+	return false
 }
 
 // stamps are a stored message's two times: the date service01 gave it and

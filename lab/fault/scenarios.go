@@ -229,27 +229,11 @@ func checkRetention(ctx context.Context, s *Suite, f *faultRun, pings []Ping, r 
 // readToMarker returns the msg of every ping in the stream, from the oldest
 // event it holds to the first replay marker.
 func readToMarker(ctx context.Context, url, stream string) ([]string, error) {
-	conn, err := amqp.Dial(url)
+	conn, deliveries, err := readFromFirst(url, stream, 500)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("channel.open: %w", err)
-	}
-	if err := ch.Qos(500, 0, false /* global */); err != nil {
-		return nil, fmt.Errorf("basic.qos: %w", err)
-	}
-	deliveries, err := ch.Consume(stream, "",
-		false, // autoAck: a stream consumer must ack
-		false, // exclusive
-		false, // noLocal
-		false, // noWait
-		amqp.Table{"x-stream-offset": "first"})
-	if err != nil {
-		return nil, fmt.Errorf("basic.consume: %w", err)
-	}
 	var msgs []string
 	timeout := time.After(30 * time.Second)
 	for {
@@ -278,19 +262,21 @@ func readToMarker(ctx context.Context, url, stream string) ([]string, error) {
 	}
 }
 
-// firstOffset is the offset of the oldest event the stream still holds.
-func firstOffset(ctx context.Context, url, stream string) (int64, error) {
+// readFromFirst connects and consumes the stream from the oldest event it
+// holds, prefetch events ahead of the acks; closing conn stops it.
+func readFromFirst(url, stream string, prefetch int) (*amqp.Connection, <-chan amqp.Delivery, error) {
 	conn, err := amqp.Dial(url)
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
-	defer conn.Close()
 	ch, err := conn.Channel()
 	if err != nil {
-		return 0, fmt.Errorf("channel.open: %w", err)
+		conn.Close()
+		return nil, nil, fmt.Errorf("channel.open: %w", err)
 	}
-	if err := ch.Qos(1, 0, false /* global */); err != nil {
-		return 0, fmt.Errorf("basic.qos: %w", err)
+	if err := ch.Qos(prefetch, 0, false /* global */); err != nil {
+		conn.Close()
+		return nil, nil, fmt.Errorf("basic.qos: %w", err)
 	}
 	deliveries, err := ch.Consume(stream, "",
 		false, // autoAck: a stream consumer must ack
@@ -299,8 +285,19 @@ func firstOffset(ctx context.Context, url, stream string) (int64, error) {
 		false, // noWait
 		amqp.Table{"x-stream-offset": "first"})
 	if err != nil {
-		return 0, fmt.Errorf("basic.consume: %w", err)
+		conn.Close()
+		return nil, nil, fmt.Errorf("basic.consume: %w", err)
 	}
+	return conn, deliveries, nil
+}
+
+// firstOffset is the offset of the oldest event the stream still holds.
+func firstOffset(ctx context.Context, url, stream string) (int64, error) {
+	conn, deliveries, err := readFromFirst(url, stream, 1)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
 	select {
 	case d := <-deliveries:
 		switch v := d.Headers["x-stream-offset"].(type) {
