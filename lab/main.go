@@ -135,6 +135,10 @@ func printBanner(w io.Writer, l *runner.Lab, root string, parts []string) {
 	if has("rabbitmq") {
 		fmt.Fprintf(w, "  management UI  http://localhost:%d  login %s / %s\n", cfg.ManagementPort, cfg.RabbitMQUser, cfg.RabbitMQPass)
 		fmt.Fprintf(w, "  AMQP           amqp://localhost:%d\n", cfg.RabbitMQPort)
+		if cfg.Nodes > 1 {
+			fmt.Fprintf(w, "  cluster        %s (AMQP on %d to %d, UI on %d to %d)\n", strings.Join(l.Nodes(), ", "),
+				cfg.RabbitMQPort, cfg.RabbitMQPort+cfg.Nodes-1, cfg.ManagementPort, cfg.ManagementPort+cfg.Nodes-1)
+		}
 	}
 	if has("service01") {
 		fmt.Fprintf(w, "  service01      http://localhost:%d   /healthz /readyz /metrics\n", cfg.Service01Port)

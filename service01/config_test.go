@@ -2,6 +2,8 @@ package main
 
 import (
 	"log/slog"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,10 +47,10 @@ func TestConfigDefaults(t *testing.T) {
 		IdempotencyTTL:  24 * time.Hour,
 		IdempotencyKeys: 100000,
 	}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
-	if got := cfg.AMQPURL(); got != "amqp://lab:lab@localhost:5672/%2F" {
+	if got := cfg.AMQPURL(cfg.RabbitMQAddrs()[0]); got != "amqp://lab:lab@localhost:5672/%2F" {
 		t.Errorf("AMQPURL() = %q", got)
 	}
 	if got := cfg.HTTPAddr(); got != ":8001" {
@@ -78,7 +80,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 		t.Errorf("config = %+v", cfg)
 	}
 	// Reserved characters in the login and the vhost are escaped.
-	if got, want := cfg.AMQPURL(), "amqp://us%40r%3Ax:p%2Fss%3F%23%25@rabbitmq:5672/lab%2Fone"; got != want {
+	if got, want := cfg.AMQPURL(cfg.RabbitMQAddrs()[0]), "amqp://us%40r%3Ax:p%2Fss%3F%23%25@rabbitmq:5672/lab%2Fone"; got != want {
 		t.Errorf("AMQPURL() = %q, want %q", got, want)
 	}
 }
@@ -164,6 +166,40 @@ func TestLogLevelAnyCase(t *testing.T) {
 		}
 		if got := cfg.Level(); got != want {
 			t.Errorf("LOG_LEVEL=%s: level %v, want %v", value, got, want)
+		}
+	}
+}
+
+// RABBITMQ_ADDRESSES gives the nodes of a cluster, in the order dial tries
+// them; each may leave out the port. Without it, the one node is
+// RABBITMQ_HOST:RABBITMQ_PORT.
+func TestRabbitMQAddresses(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{"RABBITMQ_HOST": "rabbitmq"}, []string{"rabbitmq:5672"}},
+		{map[string]string{"RABBITMQ_ADDRESSES": ""}, []string{"localhost:5672"}},
+		{map[string]string{"RABBITMQ_ADDRESSES": "rabbitmq-1,rabbitmq-2, rabbitmq-3", "RABBITMQ_PORT": "5673", "RABBITMQ_HOST": "ignored"},
+			[]string{"rabbitmq-1:5673", "rabbitmq-2:5673", "rabbitmq-3:5673"}},
+		{map[string]string{"RABBITMQ_ADDRESSES": "127.0.0.1:5672,127.0.0.1:5682,[::1]:5692"},
+			[]string{"127.0.0.1:5672", "127.0.0.1:5682", "[::1]:5692"}},
+	}
+	for _, tt := range tests {
+		cfg, err := parseConfig(getenvFrom(tt.env))
+		if err != nil {
+			t.Errorf("%v: %v", tt.env, err)
+			continue
+		}
+		if got := cfg.RabbitMQAddrs(); !slices.Equal(got, tt.want) {
+			t.Errorf("%v: RabbitMQAddrs() = %q, want %q", tt.env, got, tt.want)
+		}
+	}
+
+	for _, bad := range []string{"a,,b", "a:b:c", "a:0", "a:65536", "a:port", "user@a", ":5672", "a/b"} {
+		_, err := parseConfig(getenvFrom(map[string]string{"RABBITMQ_ADDRESSES": bad}))
+		if err == nil || !strings.Contains(err.Error(), "\nRABBITMQ_ADDRESSES: must be the nodes' addresses, host or host:port each") {
+			t.Errorf("RABBITMQ_ADDRESSES=%q: error %v, want one naming RABBITMQ_ADDRESSES", bad, err)
 		}
 	}
 }

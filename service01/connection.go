@@ -26,10 +26,10 @@ import (
 // Stop the HTTP server before ctx is done, so that the requests in flight
 // get their confirms before the connection closes.
 func (p *amqpPublisher) Run(ctx context.Context) error {
-	addr := p.cfg.RabbitMQAddr()
+	d := dialer{cfg: p.cfg.RabbitMQConfig}
 	var delay backoff
 	for {
-		s, err := p.connect(ctx)
+		s, addr, err := p.connect(ctx, &d)
 		if err != nil {
 			if mismatch, ok := errors.AsType[*mismatchError](err); ok {
 				p.setDown(mismatch)
@@ -38,9 +38,9 @@ func (p *amqpPublisher) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			p.setDown(fmt.Errorf("not connected to RabbitMQ at %s: %w; retrying", addr, err))
+			p.setDown(fmt.Errorf("not connected to RabbitMQ at %s: %w; retrying", p.cfg.RabbitMQAddr(), err))
 			wait := delay.next()
-			p.logger.Warn("cannot connect to RabbitMQ", slog.String("addr", addr),
+			p.logger.Warn("cannot connect to RabbitMQ", slog.String("addr", p.cfg.RabbitMQAddr()),
 				slog.Any("error", err), slog.Int64("retry_in_ms", wait.Milliseconds()))
 			if !sleep(ctx, wait) {
 				return nil
@@ -67,28 +67,29 @@ func (p *amqpPublisher) Run(ctx context.Context) error {
 	}
 }
 
-// connect dials the broker and declares the topology.
-func (p *amqpPublisher) connect(ctx context.Context) (*session, error) {
-	conn, err := dial(ctx, p.cfg.RabbitMQConfig)
+// connect dials the broker and declares the topology; addr is the node
+// it connected to.
+func (p *amqpPublisher) connect(ctx context.Context, d *dialer) (s *session, addr string, err error) {
+	conn, addr, err := d.dial(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	s := newSession(conn, p.cfg.PublishChannels, p.cfg.MaxInFlight, p.logger)
+	s = newSession(conn, p.cfg.PublishChannels, p.cfg.MaxInFlight, p.logger)
 
 	ch, err := conn.Channel()
 	if err != nil {
 		s.close()
-		return nil, fmt.Errorf("channel.open: %w", err)
+		return nil, "", fmt.Errorf("channel.open: %w", err)
 	}
 	if err := declareTopology(ch, p.cfg.RabbitMQConfig); err != nil {
 		s.close()
-		return nil, err
+		return nil, "", err
 	}
 	if err := ch.Close(); err != nil {
 		s.close()
-		return nil, fmt.Errorf("channel.close: %w", err)
+		return nil, "", fmt.Errorf("channel.close: %w", err)
 	}
-	return s, nil
+	return s, addr, nil
 }
 
 // blockedError is the cause of a publish refused at once because the broker

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -17,15 +20,40 @@ const (
 	closeTimeout = 5 * time.Second        // the connection.close handshake at shutdown
 )
 
-// dial connects to the broker, naming the connection after the service (the
-// name the management UI shows), and gives up when ctx is done.
-func dial(ctx context.Context, c RabbitMQConfig) (*amqp.Connection, error) {
+// dialer connects to the broker: to its one node, or to one of a cluster's
+// nodes (RABBITMQ_ADDRESSES).
+type dialer struct {
+	cfg  RabbitMQConfig
+	next int // the node to try first
+}
+
+// dial connects to the first node that answers, trying each node once,
+// and returns the connection and the node's address. It starts with the
+// node after the one it connected to last: a connection is most often lost
+// because its node went down, and the other nodes of a cluster serve the
+// same queues. It names the connection after the service (the name the
+// management UI shows) and gives up when ctx is done.
+func (d *dialer) dial(ctx context.Context) (*amqp.Connection, string, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("service01")
-	return amqp.DialConfig(c.AMQPURL(), amqp.Config{
-		Properties: props,
-		Dial:       dialContext(ctx),
-	})
+	addrs := d.cfg.RabbitMQAddrs()
+	var failed []string
+	for i := range addrs {
+		n := (d.next + i) % len(addrs)
+		conn, err := amqp.DialConfig(d.cfg.AMQPURL(addrs[n]), amqp.Config{
+			Properties: props,
+			Dial:       dialContext(ctx),
+		})
+		if err == nil {
+			d.next = n + 1
+			return conn, addrs[n], nil
+		}
+		if len(addrs) == 1 || ctx.Err() != nil {
+			return nil, "", err
+		}
+		failed = append(failed, fmt.Sprintf("%s: %v", addrs[n], err))
+	}
+	return nil, "", errors.New("no node answered: " + strings.Join(failed, "; "))
 }
 
 // dialContext is amqp.DefaultDial that also gives up when ctx is done, so

@@ -136,6 +136,16 @@ func (p *amqpPublisher) publish(ctx context.Context, m message) error {
 		// The broker answered: ack, nack or return.
 		p.metrics.confirmDuration.Observe(time.Since(sent).Seconds())
 	}
+	if pubErr != nil && pubErr.Result == resultNacked {
+		// Hardening: a channel that got a basic.nack is replaced, and
+		// acquire opens a new one in its place. RabbitMQ nacks a message
+		// that a queue it was routed to could not take, which a new channel
+		// does not change; but on RabbitMQ 3.10, a channel opened while a
+		// stream's leader fails over keeps the old leader and nacks
+		// every message after, which a new channel does (the fault suite's
+		// leader-kill scenario). Messages in flight on it fail as unavailable.
+		go c.ch.Close()
+	}
 	if pubErr != nil && pubErr.Pending != nil {
 		// The message still awaits its confirm at the broker: its place in
 		// flight stays taken until the answer comes, so that a broker

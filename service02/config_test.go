@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"log/slog"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -31,7 +33,7 @@ func TestConfigDefaults(t *testing.T) {
 		},
 		Prefetch: 200, StoreCapacity: 10000, Replay: false,
 	}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
 	}
 	if cfg.HTTPAddr() != ":8002" {
@@ -189,13 +191,13 @@ func TestAMQPURLEscapes(t *testing.T) {
 		if wantVhost == "" {
 			wantVhost = "/" // empty takes the default
 		}
-		uri, err := amqp.ParseURI(cfg.AMQPURL())
+		uri, err := amqp.ParseURI(cfg.AMQPURL(cfg.RabbitMQAddrs()[0]))
 		if err != nil {
-			t.Fatalf("ParseURI(%q): %v", cfg.AMQPURL(), err)
+			t.Fatalf("ParseURI(%q): %v", cfg.AMQPURL(cfg.RabbitMQAddrs()[0]), err)
 		}
 		if uri.Host != "broker.example" || uri.Port != 5673 || uri.Username != c.user || uri.Password != c.pass || uri.Vhost != wantVhost {
 			t.Errorf("%q parses as host %q port %d user %q password %q vhost %q; want %+v",
-				cfg.AMQPURL(), uri.Host, uri.Port, uri.Username, uri.Password, uri.Vhost, c)
+				cfg.AMQPURL(cfg.RabbitMQAddrs()[0]), uri.Host, uri.Port, uri.Username, uri.Password, uri.Vhost, c)
 		}
 	}
 }
@@ -210,6 +212,40 @@ func TestLogLevelAnyCase(t *testing.T) {
 		}
 		if got := cfg.Level(); got != want {
 			t.Errorf("LOG_LEVEL=%s: level %v, want %v", value, got, want)
+		}
+	}
+}
+
+// RABBITMQ_ADDRESSES gives the nodes of a cluster, in the order dial tries
+// them; each may leave out the port. Without it, the one node is
+// RABBITMQ_HOST:RABBITMQ_PORT.
+func TestRabbitMQAddresses(t *testing.T) {
+	tests := []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{"RABBITMQ_HOST": "rabbitmq"}, []string{"rabbitmq:5672"}},
+		{map[string]string{"RABBITMQ_ADDRESSES": ""}, []string{"localhost:5672"}},
+		{map[string]string{"RABBITMQ_ADDRESSES": "rabbitmq-1,rabbitmq-2, rabbitmq-3", "RABBITMQ_PORT": "5673", "RABBITMQ_HOST": "ignored"},
+			[]string{"rabbitmq-1:5673", "rabbitmq-2:5673", "rabbitmq-3:5673"}},
+		{map[string]string{"RABBITMQ_ADDRESSES": "127.0.0.1:5672,127.0.0.1:5682,[::1]:5692"},
+			[]string{"127.0.0.1:5672", "127.0.0.1:5682", "[::1]:5692"}},
+	}
+	for _, tt := range tests {
+		cfg, err := parseConfig(getenvFrom(tt.env))
+		if err != nil {
+			t.Errorf("%v: %v", tt.env, err)
+			continue
+		}
+		if got := cfg.RabbitMQAddrs(); !slices.Equal(got, tt.want) {
+			t.Errorf("%v: RabbitMQAddrs() = %q, want %q", tt.env, got, tt.want)
+		}
+	}
+
+	for _, bad := range []string{"a,,b", "a:b:c", "a:0", "a:65536", "a:port", "user@a", ":5672", "a/b"} {
+		_, err := parseConfig(getenvFrom(map[string]string{"RABBITMQ_ADDRESSES": bad}))
+		if err == nil || !strings.Contains(err.Error(), "\nRABBITMQ_ADDRESSES: must be the nodes' addresses, host or host:port each") {
+			t.Errorf("RABBITMQ_ADDRESSES=%q: error %v, want one naming RABBITMQ_ADDRESSES", bad, err)
 		}
 	}
 }

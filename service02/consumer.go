@@ -14,6 +14,7 @@ import (
 // consumer moves messages from the queue into the store.
 type consumer struct {
 	broker   RabbitMQConfig // holds the password: log RabbitMQAddr only
+	dialer   dialer         // connects to one of the broker's nodes
 	prefetch int
 	replay   bool // replay the event log before consuming the queue
 	tag      string
@@ -28,6 +29,7 @@ type consumer struct {
 func newConsumer(cfg config, tag string, store *Store, m *metrics, logger *slog.Logger) *consumer {
 	return &consumer{
 		broker:   cfg.RabbitMQConfig,
+		dialer:   dialer{cfg: cfg.RabbitMQConfig},
 		prefetch: cfg.Prefetch,
 		replay:   cfg.Replay,
 		tag:      tag,
@@ -42,7 +44,7 @@ func newConsumer(cfg config, tag string, store *Store, m *metrics, logger *slog.
 // or channel is lost (it returns why) or ctx is done (it shuts down in order
 // and returns nil). consumed reports whether it got as far as consuming.
 func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
-	conn, err := dial(ctx, c.broker)
+	conn, addr, err := c.dialer.dial(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -95,7 +97,7 @@ func (c *consumer) session(ctx context.Context) (consumed bool, err error) {
 		return false, fmt.Errorf("basic.consume: %w", err)
 	}
 	c.setReady(nil)
-	c.logger.Info("consuming", "broker", c.broker.RabbitMQAddr(), "queue", c.broker.Queue, "consumer_tag", c.tag, "prefetch", c.prefetch)
+	c.logger.Info("consuming", "broker", addr, "queue", c.broker.Queue, "consumer_tag", c.tag, "prefetch", c.prefetch)
 
 	// Delivery tags count the deliveries of one channel, so every new
 	// channel gets a new acker.

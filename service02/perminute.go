@@ -26,7 +26,8 @@ func printPerMinute(ctx context.Context, c RabbitMQConfig, from string, stdout i
 	if err != nil {
 		return err
 	}
-	conn, err := dial(ctx, c)
+	d := dialer{cfg: c}
+	conn, _, err := d.dial(ctx)
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ at %s: %w", c.RabbitMQAddr(), err)
 	}

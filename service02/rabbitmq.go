@@ -13,11 +13,15 @@ import (
 // variables and defaults: where the broker is, and the names of what both
 // declare on it (topology.go). Each service's config embeds it.
 type RabbitMQConfig struct {
-	RabbitMQHost  string `env:"RABBITMQ_HOST" envDefault:"localhost"`
-	RabbitMQPort  int    `env:"RABBITMQ_PORT" envDefault:"5672"`
-	RabbitMQUser  string `env:"RABBITMQ_DEFAULT_USER" envDefault:"lab"`
-	RabbitMQPass  string `env:"RABBITMQ_DEFAULT_PASS" envDefault:"lab"`
-	RabbitMQVHost string `env:"RABBITMQ_VHOST" envDefault:"/"`
+	RabbitMQHost string `env:"RABBITMQ_HOST" envDefault:"localhost"`
+	RabbitMQPort int    `env:"RABBITMQ_PORT" envDefault:"5672"`
+	// A cluster: its nodes, host or host:port each (the port defaults to
+	// RABBITMQ_PORT), separated by commas. When set it replaces
+	// RABBITMQ_HOST; dial.go tries the nodes in turn.
+	RabbitMQAddresses []string `env:"RABBITMQ_ADDRESSES" envSeparator:","`
+	RabbitMQUser      string   `env:"RABBITMQ_DEFAULT_USER" envDefault:"lab"`
+	RabbitMQPass      string   `env:"RABBITMQ_DEFAULT_PASS" envDefault:"lab"`
+	RabbitMQVHost     string   `env:"RABBITMQ_VHOST" envDefault:"/"`
 
 	Exchange           string `env:"RABBITMQ_EXCHANGE" envDefault:"pings"`
 	RoutingKey         string `env:"RABBITMQ_ROUTING_KEY" envDefault:"ping.created"`
@@ -54,6 +58,11 @@ func (c RabbitMQConfig) validate() []fieldError {
 	check(c.RabbitMQHost != "", "RABBITMQ_HOST", "must not be empty")
 	check(c.RabbitMQPort >= 1 && c.RabbitMQPort <= 65535, "RABBITMQ_PORT", "must be a port number from 1 to 65535, got %d", c.RabbitMQPort)
 	check(c.RabbitMQUser != "", "RABBITMQ_DEFAULT_USER", "must not be empty")
+	for _, a := range c.RabbitMQAddresses {
+		_, port, err := splitAddress(a, c.RabbitMQPort)
+		check(err == nil && port >= 1 && port <= 65535, "RABBITMQ_ADDRESSES",
+			"must be the nodes' addresses, host or host:port each, separated by commas, such as rabbitmq-1,rabbitmq-2,rabbitmq-3 or 127.0.0.1:5672,127.0.0.1:5673; %q is not one", a)
+	}
 
 	// AMQP names are short strings (at most 255 bytes). An empty name means
 	// the default exchange, or a queue named by the broker; and RabbitMQ
@@ -88,19 +97,54 @@ func (c RabbitMQConfig) validate() []fieldError {
 	return problems
 }
 
-// RabbitMQAddr is the broker's host:port, for messages (it holds no secret).
-func (c RabbitMQConfig) RabbitMQAddr() string {
-	return net.JoinHostPort(c.RabbitMQHost, strconv.Itoa(c.RabbitMQPort))
+// RabbitMQAddrs are the host:port of each of the broker's nodes, in the
+// order dial tries them: RABBITMQ_ADDRESSES, or else RABBITMQ_HOST and
+// RABBITMQ_PORT.
+func (c RabbitMQConfig) RabbitMQAddrs() []string {
+	if len(c.RabbitMQAddresses) == 0 {
+		return []string{net.JoinHostPort(c.RabbitMQHost, strconv.Itoa(c.RabbitMQPort))}
+	}
+	addrs := make([]string, 0, len(c.RabbitMQAddresses))
+	for _, a := range c.RabbitMQAddresses {
+		host, port, _ := splitAddress(a, c.RabbitMQPort)
+		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(port)))
+	}
+	return addrs
 }
 
-// AMQPURL is the broker URL with the login and the virtual host escaped, so
-// that a password such as "p@ss/word" or the vhost "/" (which becomes
-// "%2F") survive the trip.
-func (c RabbitMQConfig) AMQPURL() string {
+// RabbitMQAddr is the broker's host:port, or its nodes' separated by
+// commas, for messages (it holds no secret).
+func (c RabbitMQConfig) RabbitMQAddr() string {
+	return strings.Join(c.RabbitMQAddrs(), ",")
+}
+
+// splitAddress splits one of RABBITMQ_ADDRESSES into a host and a port,
+// which is defaultPort when the address has none.
+func splitAddress(a string, defaultPort int) (host string, port int, err error) {
+	a = strings.TrimSpace(a)
+	host, p, err := net.SplitHostPort(a)
+	if err != nil {
+		if strings.Contains(a, ":") {
+			return "", 0, err
+		}
+		host, port = a, defaultPort // no port
+	} else if port, err = strconv.Atoi(p); err != nil {
+		return "", 0, err
+	}
+	if host == "" || strings.ContainsAny(host, "/@ \t") {
+		return "", 0, fmt.Errorf("not a host: %q", host)
+	}
+	return host, port, nil
+}
+
+// AMQPURL is the URL of the node at addr (host:port) with the login and
+// the virtual host escaped, so that a password such as "p@ss/word" or the
+// vhost "/" (which becomes "%2F") survive the trip.
+func (c RabbitMQConfig) AMQPURL(addr string) string {
 	u := url.URL{
 		Scheme:  "amqp",
 		User:    url.UserPassword(c.RabbitMQUser, c.RabbitMQPass),
-		Host:    c.RabbitMQAddr(),
+		Host:    addr,
 		Path:    "/" + c.RabbitMQVHost,
 		RawPath: "/" + url.PathEscape(c.RabbitMQVHost),
 	}

@@ -49,7 +49,9 @@ func composeReferences(tb testing.TB) map[string]bool {
 var networkSettings = map[string]string{
 	"RABBITMQ_HOST": "rabbitmq", // the broker's service name
 	"RABBITMQ_PORT": "5672",     // its port inside the network; .env's is published on the host
-	"LISTEN_HOST":   "",         // every interface, so nginx can connect
+	// One broker: RABBITMQ_HOST.
+	"RABBITMQ_ADDRESSES": "",
+	"LISTEN_HOST":        "", // every interface, so nginx can connect
 	// The services' ports inside the network; .env's are published on the host.
 	"SERVICE01_PORT": "8001",
 	"SERVICE02_PORT": "8002",

@@ -25,8 +25,11 @@ type Config struct {
 	Service02Port  int    `env:"SERVICE02_PORT" envDefault:"8002"`
 	RabbitMQPort   int    `env:"RABBITMQ_PORT" envDefault:"5672"`
 	ManagementPort int    `env:"RABBITMQ_MANAGEMENT_PORT" envDefault:"15672"`
-	RabbitMQUser   string `env:"RABBITMQ_DEFAULT_USER" envDefault:"lab"`
-	RabbitMQPass   string `env:"RABBITMQ_DEFAULT_PASS" envDefault:"lab"`
+	// One broker node, or a cluster of three on RABBITMQ_PORT and the two
+	// ports after it (and after each of its other ports).
+	Nodes        int    `env:"RABBITMQ_NODES" envDefault:"1"`
+	RabbitMQUser string `env:"RABBITMQ_DEFAULT_USER" envDefault:"lab"`
+	RabbitMQPass string `env:"RABBITMQ_DEFAULT_PASS" envDefault:"lab"`
 }
 
 // LoadConfig reads the runner's configuration from environ (KEY=value
@@ -57,6 +60,11 @@ func LoadConfig(environ []string) (Config, error) {
 	}
 	if ip := net.ParseIP(cfg.GatewayAddress); err == nil && (ip == nil || ip.To4() == nil) {
 		problems = append(problems, fmt.Sprintf("GATEWAY_ADDRESS: must be an IPv4 address of this machine, e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every network it is on), got %q", cfg.GatewayAddress))
+	}
+	if err == nil && cfg.Nodes != 1 && cfg.Nodes != 3 {
+		// Two nodes have no majority once one is gone, and more than three
+		// is more than one machine's lab needs to show what a cluster does.
+		problems = append(problems, fmt.Sprintf("RABBITMQ_NODES: must be 1 (one broker node) or 3 (a cluster, chapter 11), got %d", cfg.Nodes))
 	}
 	if err == nil && cfg.RateBurst < 1 {
 		problems = append(problems, fmt.Sprintf("GATEWAY_RATE_BURST: must be 1 or more, got %d", cfg.RateBurst))

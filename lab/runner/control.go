@@ -29,9 +29,11 @@ func (l *Lab) gatewayHost() string {
 	return l.cfg.GatewayAddress
 }
 
-// ManagementURL is the base URL of RabbitMQ's management UI and HTTP API.
+// ManagementURL is the base URL of RabbitMQ's management UI and HTTP API:
+// the first node's, or in a cluster the first running node's (each node's
+// shows the whole cluster).
 func (l *Lab) ManagementURL() string {
-	return "http://127.0.0.1:" + strconv.Itoa(l.cfg.ManagementPort)
+	return "http://127.0.0.1:" + strconv.Itoa(l.broker.firstRunning().mgmtPort)
 }
 
 // ServiceURL is the base URL of service01 or service02.
@@ -39,20 +41,22 @@ func (l *Lab) ServiceURL(name string) string {
 	return "http://127.0.0.1:" + strconv.Itoa(l.services[name].port)
 }
 
-// AMQPURL is the broker's AMQP URL with the lab's login.
-func (l *Lab) AMQPURL() string { return l.rabbit.url() }
+// AMQPURL is the broker's AMQP URL with the lab's login: the first node's,
+// or in a cluster the first running node's.
+func (l *Lab) AMQPURL() string { return l.broker.firstRunning().url() }
 
 // LogPath is the file a part's output goes to (RabbitMQ's is in its data folder).
 func (l *Lab) LogPath(part string) string {
 	if part == "rabbitmq" {
-		return l.rabbit.logFile()
+		return l.broker.nodes[0].logFile()
 	}
 	return l.logPath(part)
 }
 
-// Ctl runs rabbitmqctl against the lab's broker and returns what it printed.
+// Ctl runs rabbitmqctl against the lab's broker and returns what it
+// printed: against its node, or in a cluster its first running node.
 func (l *Lab) Ctl(ctx context.Context, args ...string) (string, error) {
-	return l.rabbit.ctl(ctx, args...)
+	return l.broker.firstRunning().ctl(ctx, args...)
 }
 
 // StopPart stops one part gracefully (nginx with SIGQUIT, the others with
@@ -60,7 +64,7 @@ func (l *Lab) Ctl(ctx context.Context, args ...string) (string, error) {
 func (l *Lab) StopPart(part string) error {
 	switch part {
 	case "rabbitmq":
-		l.rabbit.stop()
+		l.broker.stop()
 	case "nginx":
 		l.gateway.stop()
 	case "service01", "service02":
@@ -76,7 +80,7 @@ func (l *Lab) StopPart(part string) error {
 func (l *Lab) KillPart(part string) error {
 	switch part {
 	case "rabbitmq":
-		l.rabbit.kill()
+		l.broker.kill()
 	case "nginx":
 		l.gateway.proc.kill()
 	case "service01", "service02":
@@ -134,3 +138,60 @@ const (
 	serviceReadyLimit = 45 * time.Second
 	gatewayReadyLimit = 15 * time.Second
 )
+
+// Nodes are the names of the broker's nodes: one, or a cluster's three.
+func (l *Lab) Nodes() []string {
+	var names []string
+	for _, n := range l.broker.nodes {
+		names = append(names, n.nodeName())
+	}
+	return names
+}
+
+// KillNode kills one of the broker's nodes at once, as a crash would, and
+// waits until it is gone; in a cluster the others go on.
+func (l *Lab) KillNode(name string) error {
+	n, err := l.broker.node(name)
+	if err != nil {
+		return err
+	}
+	n.kill()
+	return l.writeRecord()
+}
+
+// StopNode stops one of the broker's nodes gracefully.
+func (l *Lab) StopNode(name string) error {
+	n, err := l.broker.node(name)
+	if err != nil {
+		return err
+	}
+	n.stop()
+	return l.writeRecord()
+}
+
+// StartNode starts a stopped or killed node again, on its ports and data,
+// and waits until it is ready and, in a cluster, back in it.
+func (l *Lab) StartNode(ctx context.Context, name string) error {
+	n, err := l.broker.node(name)
+	if err != nil {
+		return err
+	}
+	if err := l.broker.startNodes(ctx, []*rabbitmq{n}); err != nil {
+		return err
+	}
+	if len(l.broker.nodes) > 1 {
+		if err := l.broker.waitClustered(ctx, brokerReadyLimit); err != nil {
+			return err
+		}
+	}
+	return l.writeRecord()
+}
+
+// CtlOn runs rabbitmqctl against one node of the broker.
+func (l *Lab) CtlOn(ctx context.Context, node string, args ...string) (string, error) {
+	n, err := l.broker.node(node)
+	if err != nil {
+		return "", err
+	}
+	return n.ctl(ctx, args...)
+}

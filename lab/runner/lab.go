@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 )
 
 // partOrder is the order the parts start in; they stop in reverse.
@@ -25,10 +27,12 @@ type Lab struct {
 	echo       io.Writer // where the services' and nginx's output is echoed; nil for none
 	buildFlags []string  // extra go build flags (the tests add -race)
 
-	rabbit   *rabbitmq
+	broker   *broker
 	services map[string]*service
 	gateway  *nginx
 	started  []string // the parts started, in order
+
+	restartMu sync.Mutex // Wait's restarts of a cluster's nodes
 }
 
 // Options are the choices a Lab is made with beyond Config.
@@ -55,16 +59,7 @@ func New(cfg Config, o Options) *Lab {
 		o.EpmdPort = cfg.RabbitMQPort + 21000
 	}
 	l := &Lab{cfg: cfg, root: o.Root, state: o.State, env: o.Env, echo: o.Echo, buildFlags: o.BuildFlags}
-	l.rabbit = &rabbitmq{
-		dir:      filepath.Join(o.State, "rabbitmq-"+strconv.Itoa(cfg.RabbitMQPort)),
-		confDir:  filepath.Join(o.Root, "rabbitmq"),
-		amqpPort: cfg.RabbitMQPort,
-		mgmtPort: cfg.ManagementPort,
-		distPort: o.DistPort,
-		epmdPort: o.EpmdPort,
-		user:     cfg.RabbitMQUser,
-		pass:     cfg.RabbitMQPass,
-	}
+	l.broker = newBroker(cfg, o.State, filepath.Join(o.Root, "rabbitmq"), o.DistPort, o.EpmdPort)
 	l.services = map[string]*service{
 		"service01": l.newService("service01", cfg.Service01Port),
 		"service02": l.newService("service02", cfg.Service02Port),
@@ -132,9 +127,14 @@ func (l *Lab) Start(ctx context.Context, parts []string) (err error) {
 		return err
 	}
 	if slices.Contains(parts, "rabbitmq") {
-		// The services find the lab's broker on the loopback, where it listens.
+		// The services find the lab's broker on the loopback, where it
+		// listens: its one node, or every node of its cluster.
+		addresses := ""
+		if len(l.broker.nodes) > 1 {
+			addresses = l.broker.addresses()
+		}
 		for _, s := range l.services {
-			s.env = append(s.env, "RABBITMQ_HOST=127.0.0.1", "RABBITMQ_PORT="+strconv.Itoa(l.cfg.RabbitMQPort))
+			s.env = append(s.env, "RABBITMQ_HOST=127.0.0.1", "RABBITMQ_PORT="+strconv.Itoa(l.cfg.RabbitMQPort), "RABBITMQ_ADDRESSES="+addresses)
 		}
 	}
 	var toBuild []string
@@ -161,14 +161,7 @@ func (l *Lab) Start(ctx context.Context, parts []string) (err error) {
 func (l *Lab) startPart(ctx context.Context, part string) error {
 	switch part {
 	case "rabbitmq":
-		if err := l.rabbit.start(); err != nil {
-			return err
-		}
-		err := l.rabbit.waitReady(ctx, brokerReadyLimit)
-		if err != nil {
-			l.rabbit.stop()
-		}
-		return err
+		return l.broker.start(ctx)
 	case "nginx":
 		if err := l.gateway.start(l.logPath("nginx"), l.echo); err != nil {
 			return err
@@ -198,20 +191,29 @@ func (l *Lab) startPart(ctx context.Context, part string) error {
 // clash is reported before anything starts, naming the variable to change.
 func (l *Lab) checkPorts(parts []string) error {
 	want := map[string][]namedPort{
-		"rabbitmq":  {{"RABBITMQ_PORT", l.cfg.RabbitMQPort}, {"RABBITMQ_MANAGEMENT_PORT", l.cfg.ManagementPort}, {"RABBITMQ_PORT + 20000 (Erlang distribution)", l.rabbit.distPort}},
 		"service01": {{"SERVICE01_PORT", l.cfg.Service01Port}},
 		"service02": {{"SERVICE02_PORT", l.cfg.Service02Port}},
 		"nginx":     {{"GATEWAY_PORT", l.cfg.GatewayPort}},
 	}
-	if l.rabbit.epmd == nil || l.rabbit.epmd.exited() {
-		// After a crash of the node its epmd still runs, and serves the
+	for i, n := range l.broker.nodes {
+		plus := ""
+		if i > 0 {
+			plus = " + " + strconv.Itoa(i) // a cluster's nodes are on the ports after the first's
+		}
+		want["rabbitmq"] = append(want["rabbitmq"],
+			namedPort{"RABBITMQ_PORT" + plus, n.amqpPort},
+			namedPort{"RABBITMQ_MANAGEMENT_PORT" + plus, n.mgmtPort},
+			namedPort{"RABBITMQ_PORT + " + strconv.Itoa(20000+i) + " (Erlang distribution)", n.distPort})
+	}
+	if !l.broker.epmd.running() {
+		// After a crash of a node its epmd still runs, and serves the
 		// node started again. Otherwise an epmd on the port is a daemon
 		// that rabbitmqctl (lab ctl) started while the node was down:
 		// stopped first, so that the runner's own can take the port.
-		if slices.Contains(parts, "rabbitmq") && holderOf(l.state, l.rabbit.epmdPort) == "" {
-			l.rabbit.stopEPMD()
+		if slices.Contains(parts, "rabbitmq") && holderOf(l.state, l.broker.epmd.port) == "" {
+			l.broker.epmd.stopDaemon()
 		}
-		want["rabbitmq"] = append(want["rabbitmq"], namedPort{"RABBITMQ_PORT + 21000 (the broker's epmd)", l.rabbit.epmdPort})
+		want["rabbitmq"] = append(want["rabbitmq"], namedPort{"RABBITMQ_PORT + 21000 (the broker's epmd)", l.broker.epmd.port})
 	}
 	var problems []string
 	for _, part := range parts {
@@ -226,7 +228,10 @@ func (l *Lab) checkPorts(parts []string) error {
 				// The broker's Erlang ports follow RABBITMQ_PORT.
 				variable, suggest := p.name, p.port+1000
 				if v, _, derived := strings.Cut(p.name, " + "); derived {
-					variable, suggest = v, l.cfg.RabbitMQPort+1
+					variable, suggest = v, l.cfg.RabbitMQPort+10
+					if v == "RABBITMQ_MANAGEMENT_PORT" {
+						suggest = l.cfg.ManagementPort + 10
+					}
 				}
 				problems = append(problems, fmt.Sprintf("port %d (%s) is already in use: stop what listens there (ss -ltnp 'sport = :%d' shows it) or choose another port, e.g. %s=%d make run",
 					p.port, p.name, p.port, variable, suggest))
@@ -246,7 +251,7 @@ func (l *Lab) Stop() {
 	for i := len(l.started) - 1; i >= 0; i-- {
 		switch p := l.started[i]; p {
 		case "rabbitmq":
-			l.rabbit.stop()
+			l.broker.stop()
 		case "nginx":
 			l.gateway.stop()
 		default:
@@ -258,10 +263,20 @@ func (l *Lab) Stop() {
 }
 
 // Wait returns nil when ctx is done, or an error as soon as a part exits
-// by itself.
+// by itself. A cluster's node that exits is no such error: the cluster goes
+// on without it, and Wait starts it again after nodeRestartDelay, as a
+// supervisor (systemd's Restart=, a container's restart policy) would.
 func (l *Lab) Wait(ctx context.Context) error {
 	exited := make(chan string, len(l.started))
+	var supervisors sync.WaitGroup
+	defer supervisors.Wait()
 	for _, p := range l.started {
+		if p == "rabbitmq" && len(l.broker.nodes) > 1 {
+			for _, n := range l.broker.nodes {
+				supervisors.Go(func() { l.superviseNode(ctx, n) })
+			}
+			continue
+		}
 		proc := l.proc(p)
 		go func() {
 			select {
@@ -280,10 +295,47 @@ func (l *Lab) Wait(ctx context.Context) error {
 	}
 }
 
+// nodeRestartDelay is how long a cluster's node that exited stays down
+// before Wait starts it again: time to watch the cluster go on without it.
+const nodeRestartDelay = 20 * time.Second
+
+// superviseNode starts a cluster's node again each time it exits, until
+// ctx is done.
+func (l *Lab) superviseNode(ctx context.Context, n *rabbitmq) {
+	out := l.echo
+	if out == nil {
+		out = io.Discard
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.proc.done:
+		}
+		fmt.Fprintf(out, "%s: node %s exited (%v); the cluster goes on without it, and the runner starts it again in %s\n",
+			n.part, n.nodeName(), n.proc.exitStatus(), nodeRestartDelay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(nodeRestartDelay):
+		}
+		l.restartMu.Lock() // one restart at a time: each rewrites the record
+		err := l.StartNode(ctx, n.nodeName())
+		l.restartMu.Unlock()
+		if err != nil {
+			if ctx.Err() == nil {
+				fmt.Fprintf(out, "%s: could not start node %s again: %v\n", n.part, n.nodeName(), err)
+			}
+			return
+		}
+		fmt.Fprintf(out, "%s: node %s is back in the cluster\n", n.part, n.nodeName())
+	}
+}
+
 func (l *Lab) proc(part string) *process {
 	switch part {
 	case "rabbitmq":
-		return l.rabbit.proc
+		return l.broker.nodes[0].proc
 	case "nginx":
 		return l.gateway.proc
 	default:

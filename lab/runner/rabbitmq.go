@@ -53,28 +53,35 @@ func findScript(scripts, name string) (string, error) {
 	return "", fmt.Errorf("%s not found (neither %s nor on PATH): RabbitMQ is not installed; run make deps (or apt-get install rabbitmq-server)", name, debian)
 }
 
-// rabbitmq is the lab's own RabbitMQ node: its own node name, ports, data
-// folder and Erlang port mapper, so it never meets a system-wide broker.
+// rabbitmq is one of the lab's own RabbitMQ nodes: its own node name, ports,
+// data folder and Erlang port mapper, so it never meets a system-wide
+// broker. The lab runs one, or a cluster of three (RABBITMQ_NODES), which
+// share their port mapper and their Erlang cookie.
 type rabbitmq struct {
-	dir      string // data, logs and the Erlang cookie
+	part     string // the process's name: rabbitmq, or rabbitmq-1 to -3 in a cluster
+	dir      string // data and logs
+	home     string // HOME: the Erlang cookie, which a cluster's nodes share
 	confDir  string // the repository's rabbitmq/ folder
 	amqpPort int
 	mgmtPort int
-	distPort int // Erlang distribution (rabbitmqctl talks to the node on it)
-	epmdPort int // the node's own epmd, stopped with the node
+	distPort int      // Erlang distribution (rabbitmqctl and the other nodes talk to the node on it)
+	peers    []string // a cluster's node names, this one's included; none for a lone node
+	epmd     *epmd    // the port mapper the node registers with
 	user     string
 	pass     string
 	proc     *process // the Erlang VM running the node
-	epmd     *process // the node's port mapper
 }
 
-func (r *rabbitmq) nodeName() string { return "lab-" + strconv.Itoa(r.amqpPort) + "@localhost" }
+func (r *rabbitmq) nodeName() string { return nodeName(r.amqpPort) }
+
+// nodeName is the name of the node on amqpPort.
+func nodeName(amqpPort int) string { return "lab-" + strconv.Itoa(amqpPort) + "@localhost" }
 
 // env is the environment of the node and of rabbitmqctl.
 func (r *rabbitmq) env() []string {
 	return []string{
 		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + r.dir, // the Erlang cookie lives here
+		"HOME=" + r.home, // the Erlang cookie lives here
 		"LANG=C.UTF-8",
 		// Never read the system's /etc/rabbitmq/rabbitmq-env.conf.
 		"RABBITMQ_CONF_ENV_FILE=" + filepath.Join(r.dir, "rabbitmq-env.conf"),
@@ -85,7 +92,7 @@ func (r *rabbitmq) env() []string {
 		"RABBITMQ_LOG_BASE=" + filepath.Join(r.dir, "log"),
 		"RABBITMQ_PLUGINS_EXPAND_DIR=" + filepath.Join(r.dir, "plugins"),
 		"RABBITMQ_DIST_PORT=" + strconv.Itoa(r.distPort),
-		"ERL_EPMD_PORT=" + strconv.Itoa(r.epmdPort),
+		"ERL_EPMD_PORT=" + strconv.Itoa(r.epmd.port),
 		"ERL_EPMD_ADDRESS=127.0.0.1",
 		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
 		"RABBITMQ_DEFAULT_USER=" + r.user,
@@ -102,7 +109,8 @@ func (r *rabbitmq) env() []string {
 }
 
 // start writes the node's configuration (the repository's rabbitmq.conf with
-// the lab's listeners appended) and starts the node.
+// the lab's listeners appended, and a cluster's peers) and starts the node.
+// Its port mapper must be running.
 func (r *rabbitmq) start() error {
 	server, err := rabbitmqScript("rabbitmq-server")
 	if err != nil {
@@ -118,44 +126,62 @@ func (r *rabbitmq) start() error {
 	conf := fmt.Sprintf("%s\n## Appended by the native lab runner (lab/runner/rabbitmq.go):\n"+
 		"listeners.tcp.default = 127.0.0.1:%d\nmanagement.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %d\n",
 		shared, r.amqpPort, r.mgmtPort)
+	if len(r.peers) > 0 && r.peers[0] != r.nodeName() {
+		// Peer discovery from this file: a node that starts on an empty
+		// data folder joins the first of these nodes it reaches.
+		conf += "cluster_formation.peer_discovery_backend = classic_config\n"
+		for i, peer := range r.peers {
+			conf += fmt.Sprintf("cluster_formation.classic_config.nodes.%d = %s\n", i+1, peer)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(r.dir, "rabbitmq.conf"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
-	}
-	if err := r.startEPMD(); err != nil {
-		return err
 	}
 	cmd := SystemCommand(context.Background(), server)
 	cmd.Env, cmd.Dir = r.env(), r.dir
 	// RabbitMQ's own log is long; it goes to its file only, never the terminal.
-	p, err := startProcess("rabbitmq", cmd, r.logFile(), nil, syscall.SIGTERM)
+	p, err := startProcess(r.part, cmd, r.logFile(), nil, syscall.SIGTERM)
 	if err != nil {
-		r.epmd.stop(5 * time.Second)
 		return err
 	}
 	r.proc = p
 	return nil
 }
 
-// startEPMD starts the node's port mapper in the foreground, as a part of
-// its own, unless it is already running (after a crash of the node, the
-// fault suite starts the node again beside the same epmd). Left to the
-// node, epmd would start as a daemon that leaves the runner's process
-// groups, and outlive a runner that was killed.
-func (r *rabbitmq) startEPMD() error {
-	if r.epmd != nil && !r.epmd.exited() {
+// running reports whether the node's VM was started and has not exited.
+func (r *rabbitmq) running() bool { return r.proc != nil && !r.proc.exited() }
+
+// epmd is the Erlang port mapper the lab's nodes register with, on a port
+// of the lab's own, started in the foreground as a part of the broker.
+// Left to the node, epmd would start as a daemon that leaves the runner's
+// process groups, and outlive a runner that was killed.
+type epmd struct {
+	port int
+	log  string
+	proc *process
+}
+
+// start starts the port mapper unless it is already running (after a
+// crash of a node, the fault suite starts the node again beside the same
+// epmd).
+func (e *epmd) start() error {
+	if e.running() {
 		return nil
 	}
-	epmd, err := rabbitmqScript("epmd")
+	bin, err := rabbitmqScript("epmd")
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
-	cmd := SystemCommand(context.Background(), epmd, "-port", strconv.Itoa(r.epmdPort), "-address", "127.0.0.1")
-	p, err := startProcess("epmd", cmd, filepath.Join(r.dir, "epmd.log"), nil, syscall.SIGTERM)
+	if err := os.MkdirAll(filepath.Dir(e.log), 0o755); err != nil {
+		return fmt.Errorf("rabbitmq: %w", err)
+	}
+	cmd := SystemCommand(context.Background(), bin, "-port", strconv.Itoa(e.port), "-address", "127.0.0.1")
+	p, err := startProcess("epmd", cmd, e.log, nil, syscall.SIGTERM)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
-	r.epmd = p
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.epmdPort))
+	e.proc = p
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(e.port))
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
@@ -166,9 +192,28 @@ func (r *rabbitmq) startEPMD() error {
 			// epmd exits 0, silently, when it cannot bind its port: it
 			// takes whatever holds it for another epmd.
 			return fmt.Errorf("rabbitmq: epmd did not listen on %s (%s): is the port in use? ss -tanp 'sport = :%d' shows by what; its log %s ends with:\n%s",
-				addr, p.exitStatus(), r.epmdPort, p.log, p.tail(5))
+				addr, p.exitStatus(), e.port, p.log, p.tail(5))
 		}
 		time.Sleep(20 * time.Millisecond) // poll interval
+	}
+}
+
+func (e *epmd) running() bool { return e.proc != nil && !e.proc.exited() }
+
+// stop stops the port mapper, and one on its port that is not the
+// runner's own: rabbitmqctl, run while the nodes were down, starts one as
+// a daemon.
+func (e *epmd) stop() {
+	if e.proc != nil {
+		e.proc.stop(5 * time.Second)
+	}
+	e.stopDaemon()
+}
+
+// stopDaemon stops a port mapper on the port that the runner did not start.
+func (e *epmd) stopDaemon() {
+	if bin, err := rabbitmqScript("epmd"); err == nil {
+		SystemCommand(context.Background(), bin, "-port", strconv.Itoa(e.port), "-kill").Run()
 	}
 }
 
@@ -189,7 +234,7 @@ func (r *rabbitmq) waitReady(ctx context.Context, limit time.Duration) error {
 	var last error
 	for {
 		if r.proc.exited() {
-			return fmt.Errorf("rabbitmq exited while starting (%v); its log %s ends with:\n%s", r.proc.exitStatus(), r.proc.log, r.proc.tail(15))
+			return fmt.Errorf("%s exited while starting (%v); its log %s ends with:\n%s", r.part, r.proc.exitStatus(), r.proc.log, r.proc.tail(15))
 		}
 		last = r.ready(ctx)
 		if last == nil {
@@ -197,12 +242,12 @@ func (r *rabbitmq) waitReady(ctx context.Context, limit time.Duration) error {
 		}
 		var amqpErr *amqp.Error
 		if errors.As(last, &amqpErr) && amqpErr.Code == amqp.AccessRefused {
-			return fmt.Errorf("rabbitmq refused the login %q: its data in %s was created with another RABBITMQ_DEFAULT_USER/PASS; run make clean to start afresh, or set the old login", r.user, r.dir)
+			return fmt.Errorf("%s refused the login %q: its data in %s was created with another RABBITMQ_DEFAULT_USER/PASS; run make clean to start afresh, or set the old login", r.part, r.user, r.dir)
 		}
 		select {
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("rabbitmq did not get ready within %s (%v); see %s", limit, last, r.proc.log)
+				return fmt.Errorf("%s did not get ready within %s (%v); see %s", r.part, limit, last, r.proc.log)
 			}
 			return ctx.Err()
 		case <-time.After(200 * time.Millisecond):
@@ -232,29 +277,17 @@ func (r *rabbitmq) ready(ctx context.Context) error {
 	return nil
 }
 
-// stop stops the node gracefully, then its port mapper.
+// stop stops the node gracefully.
 func (r *rabbitmq) stop() {
 	if r.proc != nil {
 		r.proc.stop(60 * time.Second)
 	}
-	if r.epmd != nil {
-		r.epmd.stop(5 * time.Second)
-	}
-	r.stopEPMD()
 }
 
 // kill kills the node at once, as a crash or power cut would.
 func (r *rabbitmq) kill() {
 	if r.proc != nil {
 		r.proc.kill()
-	}
-}
-
-// stopEPMD stops a port mapper on the node's port that is not the runner's
-// own: rabbitmqctl, run while the node was down, starts one as a daemon.
-func (r *rabbitmq) stopEPMD() {
-	if epmd, err := rabbitmqScript("epmd"); err == nil {
-		SystemCommand(context.Background(), epmd, "-port", strconv.Itoa(r.epmdPort), "-kill").Run()
 	}
 }
 

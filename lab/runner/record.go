@@ -92,15 +92,16 @@ type partProcess struct {
 	ports []int
 }
 
-// partProcesses are the processes of one part: RabbitMQ has two, the node
-// and its port mapper.
+// partProcesses are the processes of one part: RabbitMQ has its nodes and
+// their port mapper.
 func (l *Lab) partProcesses(part string) []partProcess {
 	switch part {
 	case "rabbitmq":
-		return []partProcess{
-			{l.rabbit.proc, []int{l.cfg.RabbitMQPort, l.cfg.ManagementPort, l.rabbit.distPort}},
-			{l.rabbit.epmd, []int{l.rabbit.epmdPort}},
+		var pp []partProcess
+		for _, n := range l.broker.nodes {
+			pp = append(pp, partProcess{n.proc, []int{n.amqpPort, n.mgmtPort, n.distPort}})
 		}
+		return append(pp, partProcess{l.broker.epmd.proc, []int{l.broker.epmd.port}})
 	case "nginx":
 		return []partProcess{{l.gateway.proc, []int{l.cfg.GatewayPort}}}
 	default:
