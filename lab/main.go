@@ -50,7 +50,8 @@ func main() {
 const usage = `usage:
   lab run [part...]    start the lab (parts: rabbitmq service01 service02 nginx; default all)
   lab stop             stop this checkout's lab wherever it runs, or what an earlier run left running
-  lab ctl <args...>    run rabbitmqctl against the lab's broker, e.g. lab ctl list_queues name messages
+  lab ctl <args...>    run rabbitmqctl against the lab's broker (a cluster's first node),
+                       e.g. lab ctl list_queues name messages
   lab load [-clients N] [-duration D]
                        send POST /ping to the running lab's gateway from N clients (64) for D (10s),
                        and print the rate, the latency and every status; fails on any non-2xx
@@ -59,7 +60,8 @@ const usage = `usage:
                        run the fault scenarios against a lab of their own on free ports and print the table;
                        -rate sets the load's pings per second (default 150)
                        (broker-restart broker-kill service02-kill service02-term service01-kill
-                        service01-term memory-alarm poison gateway-reload retention; default all)`
+                        service01-term memory-alarm poison gateway-reload retention; default all),
+                       then the cluster's on a lab of three broker nodes (leader-kill rolling-restart)`
 
 func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	if len(args) == 0 {

@@ -64,7 +64,7 @@ func LoadConfig(environ []string) (Config, error) {
 	if err == nil && cfg.Nodes != 1 && cfg.Nodes != 3 {
 		// Two nodes have no majority once one is gone, and more than three
 		// is more than one machine's lab needs to show what a cluster does.
-		problems = append(problems, fmt.Sprintf("RABBITMQ_NODES: must be 1 (one broker node) or 3 (a cluster, chapter 11), got %d", cfg.Nodes))
+		problems = append(problems, fmt.Sprintf("RABBITMQ_NODES: must be 1 (one broker node) or 3 (a cluster of three), got %d", cfg.Nodes))
 	}
 	if err == nil && cfg.RateBurst < 1 {
 		problems = append(problems, fmt.Sprintf("GATEWAY_RATE_BURST: must be 1 or more, got %d", cfg.RateBurst))

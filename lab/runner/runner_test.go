@@ -41,7 +41,7 @@ func TestLoadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{GatewayPort: 8000, GatewayAddress: "127.0.0.1", RateLimit: "100000r/s", RateBurst: 10000, ClientTimeout: "10s", Service01Port: 8001, Service02Port: 8002, RabbitMQPort: 5672, ManagementPort: 15672, RabbitMQUser: "lab", RabbitMQPass: "lab"}
+	want := Config{GatewayPort: 8000, GatewayAddress: "127.0.0.1", RateLimit: "100000r/s", RateBurst: 10000, ClientTimeout: "10s", Service01Port: 8001, Service02Port: 8002, RabbitMQPort: 5672, ManagementPort: 15672, Nodes: 1, RabbitMQUser: "lab", RabbitMQPass: "lab"}
 	if cfg != want {
 		t.Errorf("defaults = %+v, want %+v", cfg, want)
 	}
@@ -73,6 +73,12 @@ func TestLoadConfig(t *testing.T) {
 	_, err = LoadConfig([]string{"SERVICE01_PORT=70000"})
 	if err == nil || !strings.Contains(err.Error(), "SERVICE01_PORT: must be a port number from 1 to 65535, got 70000") {
 		t.Errorf("out-of-range port: error = %v", err)
+	}
+	for _, n := range []string{"0", "2", "5"} {
+		_, err = LoadConfig([]string{"RABBITMQ_NODES=" + n})
+		if err == nil || !strings.Contains(err.Error(), "RABBITMQ_NODES: must be 1 (one broker node) or 3 (a cluster of three), got "+n) {
+			t.Errorf("RABBITMQ_NODES=%s: error = %v", n, err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"syscall"
@@ -26,9 +27,20 @@ func NewTest(dir string, extraEnv ...string) (*Lab, error) {
 // ports, the lab's login and env, so a developer's .env or shell cannot
 // change what a test or a benchmark sees.
 func NewOnFreePorts(dir string, buildFlags []string, env ...string) (*Lab, error) {
-	ports, err := FreePorts(7)
+	ports, err := FreePorts(4)
 	if err != nil {
 		return nil, err
+	}
+	// A cluster's nodes are on consecutive ports.
+	nodes := 1
+	if slices.Contains(env, "RABBITMQ_NODES=3") {
+		nodes = 3
+	}
+	var runs [3]int // AMQP, management, Erlang distribution
+	for i := range runs {
+		if runs[i], err = FreeRun(nodes); err != nil {
+			return nil, err
+		}
 	}
 	environ := append([]string{
 		"PATH=" + os.Getenv("PATH"),
@@ -36,8 +48,8 @@ func NewOnFreePorts(dir string, buildFlags []string, env ...string) (*Lab, error
 		"GATEWAY_PORT=" + strconv.Itoa(ports[0]),
 		"SERVICE01_PORT=" + strconv.Itoa(ports[1]),
 		"SERVICE02_PORT=" + strconv.Itoa(ports[2]),
-		"RABBITMQ_PORT=" + strconv.Itoa(ports[3]),
-		"RABBITMQ_MANAGEMENT_PORT=" + strconv.Itoa(ports[4]),
+		"RABBITMQ_PORT=" + strconv.Itoa(runs[0]),
+		"RABBITMQ_MANAGEMENT_PORT=" + strconv.Itoa(runs[1]),
 		"RABBITMQ_DEFAULT_USER=lab",
 		"RABBITMQ_DEFAULT_PASS=lab",
 	}, env...)
@@ -54,8 +66,8 @@ func NewOnFreePorts(dir string, buildFlags []string, env ...string) (*Lab, error
 		State:      dir,
 		Env:        environ,
 		BuildFlags: buildFlags,
-		DistPort:   ports[5],
-		EpmdPort:   ports[6],
+		DistPort:   runs[2],
+		EpmdPort:   ports[3],
 	}), nil
 }
 
@@ -129,29 +141,41 @@ func FreeBrokerPort() (int, error) {
 
 // FreePorts returns n distinct TCP ports, free now, below the ephemeral range.
 func FreePorts(n int) ([]int, error) {
-	portsMu.Lock()
-	defer portsMu.Unlock()
 	var ports []int
-	for tries := 0; len(ports) < n; tries++ {
-		if tries > 1000 {
-			return nil, fmt.Errorf("no free port between %d and %d", portsFrom, portsTo)
-		}
-		p := portsFrom + rand.IntN(portsTo-portsFrom)
-		if portsUsed[p] {
-			continue
-		}
-		if !claimPort(p) {
-			continue // another test process chose it
-		}
-		portsUsed[p] = true // by this process, now, whatever happens next
-		l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+	for range n {
+		p, err := FreeRun(1)
 		if err != nil {
-			continue
+			return nil, err
 		}
-		l.Close()
 		ports = append(ports, p)
 	}
 	return ports, nil
+}
+
+// FreeRun returns the first of n consecutive TCP ports, all free now, below
+// the ephemeral range: a cluster's nodes are on consecutive ports.
+func FreeRun(n int) (int, error) {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		first := portsFrom + rand.IntN(portsTo-portsFrom-n)
+		ok := true
+		for p := first; ok && p < first+n; p++ {
+			ok = !portsUsed[p] && claimPort(p) // claimed by this process now, whatever happens next
+			if ok {
+				portsUsed[p] = true
+				l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+				ok = err == nil
+				if ok {
+					l.Close()
+				}
+			}
+		}
+		if ok {
+			return first, nil
+		}
+	}
+	return 0, fmt.Errorf("no %d free consecutive ports between %d and %d", n, portsFrom, portsTo)
 }
 
 // Shared is one lab for a whole test package, started by the first test that
