@@ -69,11 +69,11 @@ func TestFirstAcceptedAfter(t *testing.T) {
 
 func TestSelect(t *testing.T) {
 	all, err := Select(nil)
-	if err != nil || len(all) != 10 {
-		t.Fatalf("Select(nil) = %d scenarios, %v; want 10", len(all), err)
+	if err != nil || len(all) != 12 || !all[11].cluster || all[9].cluster {
+		t.Fatalf("Select(nil) = %d scenarios, %v; want 12, the cluster's 2 last", len(all), err)
 	}
-	picked, err := Select([]string{"poison", "broker-kill"})
-	if err != nil || len(picked) != 2 || picked[0].Name != "poison" {
+	picked, err := Select([]string{"poison", "leader-kill", "broker-kill"})
+	if err != nil || len(picked) != 3 || picked[0].Name != "poison" || !picked[1].cluster {
 		t.Errorf("Select = %v, %v", picked, err)
 	}
 	if _, err := Select([]string{"meteor"}); err == nil || !strings.Contains(err.Error(), "broker-restart") {

@@ -15,9 +15,12 @@ import (
 	"pingpong/lab/runner"
 )
 
-var lab = runner.Shared{Env: Env}
+var (
+	lab        = runner.Shared{Env: Env}
+	clusterLab = runner.Shared{Env: ClusterEnv}
+)
 
-func TestMain(m *testing.M) { os.Exit(lab.Close(m.Run())) }
+func TestMain(m *testing.M) { os.Exit(clusterLab.Close(lab.Close(m.Run()))) }
 
 // TestScenarios runs every fault against one lab, in order (each leaves
 // the lab whole for the next), and fails on any ping lost, duplicated or
@@ -26,10 +29,22 @@ func TestScenarios(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault suite takes a few minutes")
 	}
-	l := lab.Get(t)
+	runScenarios(t, lab.Get(t), Scenarios())
+}
+
+// TestClusterScenarios runs the cluster's faults against a lab of three
+// broker nodes.
+func TestClusterScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the fault suite takes a few minutes")
+	}
+	runScenarios(t, clusterLab.Get(t), ClusterScenarios())
+}
+
+func runScenarios(t *testing.T, l *runner.Lab, scenarios []Scenario) {
 	suite := NewSuite(l, testWriter{t})
 	var results []Result
-	for _, sc := range Scenarios() {
+	for _, sc := range scenarios {
 		t.Run(sc.Name, func(t *testing.T) {
 			r := suite.Run(t.Context(), sc)
 			results = append(results, r)

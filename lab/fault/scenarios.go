@@ -53,6 +53,8 @@ type Scenario struct {
 	inject func(ctx context.Context, s *Suite, f *faultRun) error
 	// check adds the scenario's own promises to r, if it has any.
 	check func(ctx context.Context, s *Suite, f *faultRun, pings []Ping, r *Result)
+	// cluster: the scenario runs on a lab of three broker nodes.
+	cluster bool
 	// noRetry, when not empty, says why the pings without a 202 are not
 	// sent again after the fault.
 	noRetry string
@@ -67,6 +69,7 @@ type faultRun struct {
 	forgetBefore time.Time
 	smallLogAt   time.Time // when service02 started on the small log
 	retained     []string  // msgs the small log held up to service02's replay marker
+	killed       string    // the node the leader-kill scenario killed
 }
 
 // Scenarios are the faults of the suite, in the order it runs them.
@@ -652,9 +655,10 @@ func (s *Suite) queueLength(ctx context.Context, name string) (int, error) {
 	return q.Messages, err
 }
 
-// Select returns the scenarios named, all when none is.
+// Select returns the scenarios named, all when none is: the one node's,
+// then the cluster's.
 func Select(names []string) ([]Scenario, error) {
-	all := Scenarios()
+	all := append(Scenarios(), ClusterScenarios()...)
 	if len(names) == 0 {
 		return all, nil
 	}
@@ -678,9 +682,13 @@ func Select(names []string) ([]Scenario, error) {
 }
 
 // StartLab starts a whole lab for the suite on free ports, its state in
-// dir, as the tests do.
-func StartLab(ctx context.Context, dir string) (*runner.Lab, error) {
-	l, err := runner.NewTest(dir, Env...)
+// dir, as the tests do: one broker node, or a cluster of three.
+func StartLab(ctx context.Context, dir string, cluster bool) (*runner.Lab, error) {
+	env := Env
+	if cluster {
+		env = ClusterEnv
+	}
+	l, err := runner.NewTest(dir, env...)
 	if err != nil {
 		return nil, err
 	}
@@ -691,7 +699,8 @@ func StartLab(ctx context.Context, dir string) (*runner.Lab, error) {
 }
 
 // Main is `lab fault [-rate N] [scenario...]`: it starts a lab of its own
-// on free ports, runs the scenarios and prints the table. It fails when a
+// on free ports, runs the scenarios and prints the table; the cluster's
+// scenarios run on a second lab, of three broker nodes. It fails when a
 // promise was broken.
 func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	flags := flag.NewFlagSet("lab fault", flag.ContinueOnError)
@@ -707,32 +716,54 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "lab-fault-")
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "Starting a lab on free ports (state in %s)...\n", dir)
-	l, err := StartLab(ctx, dir)
-	if err != nil {
-		return err
-	}
-	suite := NewSuite(l, stdout)
-	suite.Rate = *rate
 	var results []Result
 	failed := false
-	for _, sc := range scenarios {
-		r := suite.Run(ctx, sc)
-		results = append(results, r)
-		failed = failed || !r.OK()
-		if ctx.Err() != nil {
-			break
+	var dirs []string
+	for _, cluster := range []bool{false, true} {
+		var these []Scenario
+		for _, sc := range scenarios {
+			if sc.cluster == cluster {
+				these = append(these, sc)
+			}
 		}
+		if len(these) == 0 || ctx.Err() != nil {
+			continue
+		}
+		dir, err := os.MkdirTemp("", "lab-fault-")
+		if err != nil {
+			return err
+		}
+		dirs = append(dirs, dir)
+		what := "a lab"
+		if cluster {
+			what = "a lab with a cluster of three broker nodes"
+		}
+		fmt.Fprintf(stdout, "Starting %s on free ports (state in %s)...\n", what, dir)
+		l, err := StartLab(ctx, dir, cluster)
+		if err != nil {
+			return err
+		}
+		suite := NewSuite(l, stdout)
+		suite.Rate = *rate
+		for _, sc := range these {
+			r := suite.Run(ctx, sc)
+			results = append(results, r)
+			failed = failed || !r.OK()
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		l.Stop()
 	}
-	l.Stop()
 	fmt.Fprintln(stdout)
 	WriteTable(stdout, results)
 	if failed {
-		return fmt.Errorf("the delivery promise was broken; the lab's logs are in %s", dir)
+		return fmt.Errorf("the delivery promise was broken; the labs' logs are in %s", strings.Join(dirs, " and "))
 	}
-	return os.RemoveAll(dir)
+	for _, dir := range dirs {
+		if err := os.RemoveAll(dir); err != nil {
+			return err
+		}
+	}
+	return nil
 }
