@@ -146,6 +146,16 @@ func (p *amqpPublisher) publish(ctx context.Context, m message) error {
 		// leader-kill scenario). Messages in flight on it fail as unavailable.
 		go c.ch.Close()
 	}
+	if pubErr != nil && pubErr.Result == resultTimeout && pubErr.Sent && len(p.cfg.RabbitMQAddrs()) > 1 {
+		// Hardening, on a cluster: a node that has not confirmed within
+		// SERVICE01_CONFIRM_TIMEOUT may be cut off from the majority of
+		// the cluster (a partition), where no queue can confirm anything,
+		// and RabbitMQ 4 keeps its clients' connections open all the same.
+		// The connection is closed, and Run dials the next node.
+		p.logger.Warn("no confirm in time: leaving this node for another",
+			slog.Duration("confirm_timeout", p.cfg.ConfirmTimeout))
+		go s.close()
+	}
 	if pubErr != nil && pubErr.Pending != nil {
 		// The message still awaits its confirm at the broker: its place in
 		// flight stays taken until the answer comes, so that a broker
