@@ -56,9 +56,9 @@ test: deps httpyac vet $(if $(filter compose,$(VERSIONS)),sysroot)
 	for v in $(VERSIONS); do \
 		case $$v in \
 		distro) echo "== make test, round 1: the distribution's RabbitMQ and nginx"; \
-			LAB_NEED_RABBITMQ=1 $(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
+			LAB_NEED_RABBITMQ=1 $(GO) test -race -count=1 -timeout 30m $(TESTFLAGS) $(PACKAGES) ;; \
 		compose) echo "== make test, round 2: RabbitMQ 4.3 and nginx 1.30 from $(SYSROOT)"; \
-			LAB_NEED_RABBITMQ=1 LAB_SYSROOT=$(SYSROOT) $(GO) test -race -count=1 $(TESTFLAGS) $(PACKAGES) ;; \
+			LAB_NEED_RABBITMQ=1 LAB_SYSROOT=$(SYSROOT) $(GO) test -race -count=1 -timeout 30m $(TESTFLAGS) $(PACKAGES) ;; \
 		*) echo "VERSIONS: want distro and/or compose, got $$v" >&2; exit 2 ;; \
 		esac; \
 	done
@@ -101,13 +101,15 @@ fmt:
 clean:
 	rm -rf .lab
 
-# deps installs what the native lab runs on. Debian's packages start system
+# deps installs what the native lab runs on, and iptables, with which the
+# fault suite cuts a cluster's node off from the others. Debian's packages start system
 # services on install (rabbitmq on 5672, nginx on 80); the lab runs its own
 # instances, so the ones this target installed are stopped and disabled again.
 deps:
 	@missing=""; \
 	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || command -v rabbitmq-server >/dev/null 2>&1 || missing="$$missing rabbitmq-server"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$$missing iptables"; \
 	[ -z "$$missing" ] && exit 0; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
 		echo "The lab needs$$missing. Install them with your system's package manager (RabbitMQ 3.10+ and nginx 1.22+), then run make again." >&2; \

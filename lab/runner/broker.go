@@ -26,6 +26,8 @@ type broker struct {
 	nodes []*rabbitmq
 	epmd  *epmd
 	home  string // a cluster's HOME, with the cookie its nodes share
+
+	partitioned bool // a node is cut off from the others (partition.go)
 }
 
 // newBroker lays out the nodes. A lone node keeps the folder and node name
@@ -64,6 +66,7 @@ func newBroker(cfg Config, state, confDir string, distPort, epmdPort int) *broke
 		}
 		if cfg.Nodes > 1 {
 			n.part = "rabbitmq-" + strconv.Itoa(i+1)
+			n.srcIP = "127.0.0." + strconv.Itoa(i+2)
 			n.dir = filepath.Join(b.home, strconv.Itoa(n.amqpPort))
 			n.home = b.home
 		}

@@ -195,3 +195,11 @@ func (l *Lab) CtlOn(ctx context.Context, node string, args ...string) (string, e
 	}
 	return n.ctl(ctx, args...)
 }
+
+// WaitClustered waits until every node of a cluster runs in it.
+func (l *Lab) WaitClustered(ctx context.Context) error {
+	if len(l.broker.nodes) < 2 {
+		return nil
+	}
+	return l.broker.waitClustered(ctx, brokerReadyLimit)
+}

@@ -248,6 +248,7 @@ func (l *Lab) checkPorts(parts []string) error {
 
 // Stop stops what was started, in reverse order.
 func (l *Lab) Stop() {
+	l.Heal()
 	for i := len(l.started) - 1; i >= 0; i-- {
 		switch p := l.started[i]; p {
 		case "rabbitmq":

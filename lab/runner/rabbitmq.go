@@ -66,6 +66,7 @@ type rabbitmq struct {
 	mgmtPort int
 	distPort int      // Erlang distribution (rabbitmqctl and the other nodes talk to the node on it)
 	peers    []string // a cluster's node names, this one's included; none for a lone node
+	srcIP    string   // a cluster's node: the address it connects to the others from
 	epmd     *epmd    // the port mapper the node registers with
 	user     string
 	pass     string
@@ -94,7 +95,7 @@ func (r *rabbitmq) env() []string {
 		"RABBITMQ_DIST_PORT=" + strconv.Itoa(r.distPort),
 		"ERL_EPMD_PORT=" + strconv.Itoa(r.epmd.port),
 		"ERL_EPMD_ADDRESS=127.0.0.1",
-		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}",
+		"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=" + r.erlArgs(),
 		"RABBITMQ_DEFAULT_USER=" + r.user,
 		"RABBITMQ_DEFAULT_PASS=" + r.pass,
 		"RABBITMQ_LOGS=-",
@@ -107,6 +108,25 @@ func (r *rabbitmq) env() []string {
 		"RUNNING_UNDER_SYSTEMD=true",
 	}
 }
+
+// erlArgs are the node's Erlang VM flags: the distribution listens on the
+// loopback only. A cluster's node also connects to the others from an
+// address of its own on the loopback (127.0.0.2, .3, .4), which is how the
+// fault suite can cut the traffic between one node and the others
+// (partition.go), and notices within about netTickTime that a node it
+// cannot reach is gone: a minute by default.
+func (r *rabbitmq) erlArgs() string {
+	args := "-kernel inet_dist_use_interface {127,0,0,1}"
+	if r.srcIP != "" {
+		args += fmt.Sprintf(" -kernel inet_dist_connect_options [{ip,{%s}}] -kernel net_ticktime %d",
+			strings.ReplaceAll(r.srcIP, ".", ","), netTickTime)
+	}
+	return args
+}
+
+// netTickTime is a cluster's net_ticktime, in seconds: a node that stays
+// silent this long (give or take a quarter) is taken for down.
+const netTickTime = 10
 
 // start writes the node's configuration (the repository's rabbitmq.conf with
 // the lab's listeners appended, and a cluster's peers) and starts the node.
@@ -133,6 +153,14 @@ func (r *rabbitmq) start() error {
 		for i, peer := range r.peers {
 			conf += fmt.Sprintf("cluster_formation.classic_config.nodes.%d = %s\n", i+1, peer)
 		}
+	}
+	if len(r.peers) > 0 {
+		// A node cut off from the majority stops, closing its clients'
+		// connections, so that they move to the majority; it starts again
+		// once it reaches the others. RabbitMQ 4.3 accepts the key and
+		// ignores it: its metadata store and its quorum queues, all Raft,
+		// only ever work on the majority's side.
+		conf += "cluster_partition_handling = pause_minority\n"
 	}
 	if err := os.WriteFile(filepath.Join(r.dir, "rabbitmq.conf"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
