@@ -61,7 +61,7 @@ const usage = `usage:
                        -rate sets the load's pings per second (default 150)
                        (broker-restart broker-kill service02-kill service02-term service01-kill
                         service01-term memory-alarm poison gateway-reload retention; default all),
-                       then the cluster's on a lab of three broker nodes (leader-kill rolling-restart)`
+                       then the cluster's on a lab of three broker nodes (leader-kill partition rolling-restart)`
 
 func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	if len(args) == 0 {

@@ -69,8 +69,8 @@ func TestFirstAcceptedAfter(t *testing.T) {
 
 func TestSelect(t *testing.T) {
 	all, err := Select(nil)
-	if err != nil || len(all) != 12 || !all[11].cluster || all[9].cluster {
-		t.Fatalf("Select(nil) = %d scenarios, %v; want 12, the cluster's 2 last", len(all), err)
+	if err != nil || len(all) != 13 || !all[10].cluster || all[9].cluster {
+		t.Fatalf("Select(nil) = %d scenarios, %v; want 13, the cluster's 3 last", len(all), err)
 	}
 	picked, err := Select([]string{"poison", "leader-kill", "broker-kill"})
 	if err != nil || len(picked) != 3 || picked[0].Name != "poison" || !picked[1].cluster {

@@ -69,7 +69,9 @@ type faultRun struct {
 	forgetBefore time.Time
 	smallLogAt   time.Time // when service02 started on the small log
 	retained     []string  // msgs the small log held up to service02's replay marker
-	killed       string    // the node the leader-kill scenario killed
+	killed       string    // the node the leader-kill scenario killed, or partition cut off
+	cutAt        time.Time // when partition cut it off
+	healedAt     time.Time // and healed the cut
 }
 
 // Scenarios are the faults of the suite, in the order it runs them.
