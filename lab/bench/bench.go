@@ -34,7 +34,10 @@ type Options struct {
 	QueueTypes   []string      // quorum, classic
 	DrainSize    int           // the backlog the drain rows consume
 	MemorySizes  []int         // stored messages at which service02's heap is measured
-	Progress     io.Writer     // a line per point as it is measured; nil for none
+	// ClusterClients is the concurrency of R and E on a cluster of three
+	// nodes, beside the same rows on one node; 0 skips the cluster.
+	ClusterClients int
+	Progress       io.Writer // a line per point as it is measured; nil for none
 	// ProfileDir, when set, gets CPU profiles of both services during E at
 	// 64 clients and a heap profile of service02 at the largest memory
 	// point, per queue type (see profile.go).
@@ -55,6 +58,8 @@ func DefaultOptions(root string) Options {
 		QueueTypes:   []string{"quorum", "classic"},
 		DrainSize:    100_000,
 		MemorySizes:  []int{100_000, 1_000_000},
+
+		ClusterClients: profileClients,
 	}
 }
 
@@ -75,6 +80,8 @@ func SmokeOptions(root string) Options {
 		// The runtime reports the live heap in whole MiB: a few thousand
 		// messages make the store's share visible at all.
 		MemorySizes: []int{4000, 8000},
+
+		ClusterClients: 4,
 	}
 }
 
@@ -105,7 +112,8 @@ type Report struct {
 	PCPU     map[int]CPU    // ... of P; "bench" includes P's Go handler
 	WrkS     *Wrk           // S measured by wrk, where it is installed
 	Queues   []QueueReport
-	LoadEnd  [3]float64 // the load average when the run ended
+	Cluster  *ClusterReport // nil unless measured
+	LoadEnd  [3]float64     // the load average when the run ended
 	Versions Versions
 }
 
@@ -137,6 +145,13 @@ type QueueReport struct {
 	// medians.
 	GoalE, GoalR []time.Duration
 	OpenErrors   int // requests of the open-loop points that failed
+}
+
+// ClusterReport is R and E on a cluster of three nodes, quorum queues
+// replicated on all three, at Options.ClusterClients.
+type ClusterReport struct {
+	R, E       Result
+	RCPU, ECPU CPU
 }
 
 // OpenPoint is one open-loop point at a fraction of E's maximum rate.
@@ -173,6 +188,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Queues = append(rep.Queues, q)
 	}
+	if o.ClusterClients > 0 {
+		c, err := runCluster(ctx, o)
+		if err != nil {
+			return rep, fmt.Errorf("cluster: %w", err)
+		}
+		rep.Cluster = c
+	}
 	rep.LoadEnd = loadAverage()
 	rep.Elapsed = time.Since(rep.Started)
 	return rep, nil
@@ -199,7 +221,7 @@ func storeCapacity(o Options) int {
 	return max(2_000_000, 2*slices.Max(o.MemorySizes))
 }
 
-func startLab(ctx context.Context, o Options, queueType string) (*benchLab, error) {
+func startLab(ctx context.Context, o Options, queueType string, extraEnv ...string) (*benchLab, error) {
 	env := []string{
 		"RABBITMQ_QUEUE_TYPE=" + queueType,
 		// The load comes from one address; the gateway's limit is lifted.
@@ -207,6 +229,7 @@ func startLab(ctx context.Context, o Options, queueType string) (*benchLab, erro
 		"GATEWAY_RATE_BURST=1000000",
 		"SERVICE02_STORE_CAPACITY=" + strconv.Itoa(storeCapacity(o)),
 	}
+	env = append(env, extraEnv...)
 	dir, err := os.MkdirTemp("", "lab-bench-")
 	if err != nil {
 		return nil, err
@@ -299,6 +322,51 @@ func runQueueType(ctx context.Context, o Options, rep *Report, queueType string,
 		return q, err
 	}
 	return q, nil
+}
+
+// runCluster measures R and E on a lab whose broker is a cluster of three
+// nodes, with quorum queues, the way measureClosed does on one node: the
+// price of a replica on every node.
+func runCluster(ctx context.Context, o Options) (*ClusterReport, error) {
+	o.progress("Starting the lab on a cluster of three nodes, quorum queues...")
+	b, err := startLab(ctx, o, "quorum", "RABBITMQ_NODES=3")
+	if err != nil {
+		return nil, err
+	}
+	defer b.stop()
+	c := o.ClusterClients
+	rep := &ClusterReport{}
+	if err := b.purge(ctx); err != nil {
+		return nil, err
+	}
+	pub, err := newPublisher(b.AMQPURL(), c)
+	if err != nil {
+		return nil, fmt.Errorf("R: %w", err)
+	}
+	before := cpuTimes(b.dir)
+	rep.R = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
+		return pub.publish(ctx)
+	})
+	rep.RCPU = cpuPerOp(before, cpuTimes(b.dir), rep.R.Ops)
+	pub.close()
+	o.progress("  R  %4d clients  3 nodes  %s", c, rep.R)
+
+	if err := b.purge(ctx); err != nil {
+		return nil, err
+	}
+	client, err := newLoadClient(b.GatewayURL(), c)
+	if err != nil {
+		return nil, err
+	}
+	ping := newPinger(client)
+	before = cpuTimes(b.dir)
+	rep.E = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
+		return ping.ping(ctx)
+	})
+	rep.ECPU = cpuPerOp(before, cpuTimes(b.dir), rep.E.Ops)
+	client.close()
+	o.progress("  E  %4d clients  3 nodes  %s", c, rep.E)
+	return rep, nil
 }
 
 // measureCeilings measures S (nginx's own /healthz) and P (the same gateway

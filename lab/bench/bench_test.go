@@ -80,8 +80,14 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
+	if rep.Cluster == nil {
+		t.Error("no cluster rows")
+	} else {
+		check("R cluster", rep.Cluster.R)
+		check("E cluster", rep.Cluster.E)
+	}
 	table := rep.Table()
-	for _, row := range []string{"| S |", "| P |", "| R |", "| R pipelined |", "| E |", "| E open |", "| visible |", "| R open |", "| drain |", "| drain raw |", "| memory |"} {
+	for _, row := range []string{"| S |", "| P |", "| R |", "| R pipelined |", "| E |", "| E open |", "| visible |", "| R open |", "| drain |", "| drain raw |", "| memory |", "| R cluster |", "| E cluster |"} {
 		if !strings.Contains(table, row) {
 			t.Errorf("the table has no %q row:\n%s", row, table)
 		}

@@ -124,6 +124,13 @@ stall is charged to every request it delays (no coordinated omission).
   that a few ` + "`GET /pong?limit=1000`" + ` requests (garbage only, the store
   does not change) start a collection once the store holds the messages. The
   runtime reports whole MiB, so the figure is exact to ±1 MiB / messages.
+- **R cluster**, **E cluster**: R and E again, at 64 clients, on a lab whose
+  broker is a cluster of three nodes on the same machine (` + "`RABBITMQ_NODES=3`" + `),
+  the quorum queue and the event log with a replica on each node: the
+  leader confirms a message once a majority of the replicas (two of three)
+  has written it. The notes compare them with R and E on one node, measured
+  earlier in the same run. Three nodes on one machine share its cores, so
+  this is what replication costs in CPU, not what it costs across a network.
 
 ## Reading the results
 

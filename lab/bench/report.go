@@ -192,6 +192,17 @@ func (rep *Report) Table() string {
 				q.Type, thousands(float64(m.Stored)), q.PerMessage(m), m.Live>>20, q.HeapBase>>20)
 		}
 	}
+	if c := rep.Cluster; c != nil {
+		n := rep.Options.ClusterClients
+		var one QueueReport // the quorum queues on one node, for the ratios
+		for _, q := range rep.Queues {
+			if q.Type == "quorum" {
+				one = q
+			}
+		}
+		row("R cluster", "quorum, 3 nodes", clients(n), c.R, "msg/s", fmt.Sprintf("R on three nodes, a replica on each; %.2f × R on one node", ratio(c.R.Rate(), one.R[n].Rate())))
+		row("E cluster", "quorum, 3 nodes", clients(n), c.E, "req/s", fmt.Sprintf("E/R %.2f; %.2f × E on one node", ratio(c.E.Rate(), c.R.Rate()), ratio(c.E.Rate(), one.E[n].Rate())))
+	}
 	return b.String()
 }
 
@@ -304,6 +315,10 @@ func (rep *Report) CPUTable() string {
 			row("R pipelined", q.Type, c, q.RPCPU[c])
 			row("E", q.Type, c, q.ECPU[c])
 		}
+	}
+	if c := rep.Cluster; c != nil {
+		row("R cluster", "quorum, 3 nodes", rep.Options.ClusterClients, c.RCPU)
+		row("E cluster", "quorum, 3 nodes", rep.Options.ClusterClients, c.ECPU)
 	}
 	return b.String()
 }
