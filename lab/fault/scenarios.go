@@ -760,6 +760,9 @@ func Main(ctx context.Context, args []string, stdout io.Writer) error {
 	fmt.Fprintln(stdout)
 	WriteTable(stdout, results)
 	if failed {
+		if len(dirs) == 1 {
+			return fmt.Errorf("the delivery promise was broken; the lab's logs are in %s", dirs[0])
+		}
 		return fmt.Errorf("the delivery promise was broken; the labs' logs are in %s", strings.Join(dirs, " and "))
 	}
 	for _, dir := range dirs {

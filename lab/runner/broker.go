@@ -2,6 +2,9 @@ package runner
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -12,10 +15,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 )
 
 // broker is the lab's RabbitMQ: one node, or a cluster of three

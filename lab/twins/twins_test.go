@@ -15,7 +15,8 @@ import (
 
 // files are the twins: in both services, the same after normalise.
 var files = []string{
-	"dial.go",          // dialling the broker, backoff between attempts
+	"dial.go",          // dialling the broker (each of a cluster's nodes in turn), backoff between attempts
+	"dial_test.go",     // dialling a cluster's nodes when some are down
 	"healthcheck.go",   // the container healthcheck, -healthcheck
 	"middleware.go",    // request ids, the log line and metrics of every request
 	"parseconfig.go",   // reading the environment, LOG_LEVEL, what every service has
