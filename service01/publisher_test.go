@@ -612,7 +612,20 @@ func TestTopologyMismatch(t *testing.T) {
 	}
 }
 
-// A queue that refuses the message makes the broker nack it.
+// peekChannel returns the channel in the first slot of p's session.
+func peekChannel(t *testing.T, p *amqpPublisher) *confirmChannel {
+	t.Helper()
+	s, err := p.current()
+	if s == nil {
+		t.Fatalf("not connected: %v", err)
+	}
+	c := <-s.channels[0]
+	s.channels[0] <- c
+	return c
+}
+
+// A queue that refuses the message makes the broker nack it; the channel
+// that saw the nack is closed and the next message goes on a new one.
 func TestPublishNacked(t *testing.T) {
 	t.Parallel()
 	r := mustRabbit(t)
@@ -634,12 +647,17 @@ func TestPublishNacked(t *testing.T) {
 	if got := resultOf(err); got != resultNacked {
 		t.Fatalf("Publish to a full queue: result %q (%v), want nacked", got, err)
 	}
+	nacked := peekChannel(t, p)
+	waitFor(t, "the channel that saw the nack to close", 5*time.Second, nacked.ch.IsClosed)
 
 	if _, err := ch.QueueDelete(full, false, false, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Publish(context.Background(), newMessage("taken", "req-after-nack", time.Now())); err != nil {
 		t.Fatalf("Publish after removing the full queue: %v", err)
+	}
+	if peekChannel(t, p) == nacked {
+		t.Error("the message after the nack went on the channel that saw it, want a new channel")
 	}
 	if got := value(t, m.publishes.WithLabelValues(resultNacked)); got != 1 {
 		t.Errorf("publishes_total{result=nacked} = %v, want 1", got)
