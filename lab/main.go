@@ -52,6 +52,8 @@ const usage = `usage:
   lab stop             stop this checkout's lab wherever it runs, or what an earlier run left running
   lab ctl <args...>    run rabbitmqctl against the lab's broker (a cluster's first node),
                        e.g. lab ctl list_queues name messages
+  lab kill <node...>   kill -9 nodes of the running lab's broker, as a crash would, e.g.
+                       lab kill lab-5673@localhost (make run starts a cluster's node again 20 s later)
   lab load [-clients N] [-duration D]
                        send POST /ping to the running lab's gateway from N clients (64) for D (10s),
                        and print the rate, the latency and every status; fails on any non-2xx
@@ -84,7 +86,15 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	l := runner.New(cfg, runner.Options{Root: root, State: filepath.Join(root, ".lab"), Env: environ, Echo: stdout})
+	// The state folder is .lab, or LAB_STATE: the doc test points a
+	// chapter's lab kill at the chapter's lab with it.
+	state := filepath.Join(root, ".lab")
+	for _, kv := range environ {
+		if v, ok := strings.CutPrefix(kv, "LAB_STATE="); ok && v != "" {
+			state = v
+		}
+	}
+	l := runner.New(cfg, runner.Options{Root: root, State: state, Env: environ, Echo: stdout})
 	switch args[0] {
 	case "fault":
 		return fault.Main(ctx, args[1:], stdout)
@@ -96,6 +106,16 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 		return bench.LoadCommand(ctx, l.GatewayURL(), args[1:], stdout)
 	case "bench":
 		return bench.Command(ctx, root, args[1:], stdout)
+	case "kill":
+		if len(args) < 2 {
+			return fmt.Errorf("lab kill: name the nodes to kill, e.g. lab kill lab-5673@localhost\n%s", usage)
+		}
+		for _, node := range args[1:] {
+			if err := runner.KillRecordedNode(l.State(), node, stdout); err != nil {
+				return err
+			}
+		}
+		return nil
 	case "ctl":
 		out, err := l.Ctl(ctx, args[1:]...)
 		fmt.Fprint(stdout, out)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -30,16 +31,19 @@ func TestComposeConfig(t *testing.T) {
 		t.Log("neither `docker compose` nor `docker-compose` is installed: docker compose config was not run")
 		return
 	}
-	args := append(compose[1:],
-		"--project-directory", root,
-		"-f", filepath.Join(root, "docker-compose.yml"),
-		"--env-file", filepath.Join(root, ".env.example"),
-		"config", "--quiet")
-	cmd := exec.CommandContext(t.Context(), compose[0], args...)
-	// Only what the client needs to run: no variables from the caller's
-	// shell take part in interpolation.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+	// The lab alone, and with the cluster override on top.
+	for i := range composeFiles {
+		args := append(slices.Clone(compose[1:]), "--project-directory", root)
+		for _, f := range composeFiles[:i+1] {
+			args = append(args, "-f", filepath.Join(root, f))
+		}
+		args = append(args, "--env-file", filepath.Join(root, ".env.example"), "config", "--quiet")
+		cmd := exec.CommandContext(t.Context(), compose[0], args...)
+		// Only what the client needs to run: no variables from the
+		// caller's shell take part in interpolation.
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", cmd.Args, err, out)
+		}
 	}
 }

@@ -61,13 +61,24 @@ func with(env map[string]string, pairs ...string) map[string]string {
 // shell must not change what the tests see.
 func mustLoadProject(tb testing.TB, env map[string]string) *types.Project {
 	tb.Helper()
+	return mustLoadFiles(tb, env, "docker-compose.yml")
+}
+
+// mustLoadFiles loads compose files, each merged into the ones before it, as
+// `docker compose -f ... -f ...` does.
+func mustLoadFiles(tb testing.TB, env map[string]string, files ...string) *types.Project {
+	tb.Helper()
 	root := repoRoot(tb)
 	var pairs []string
 	for name, value := range env {
 		pairs = append(pairs, name+"="+value)
 	}
+	var paths []string
+	for _, f := range files {
+		paths = append(paths, filepath.Join(root, f))
+	}
 	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(root, "docker-compose.yml")},
+		paths,
 		cli.WithWorkingDirectory(root),
 		cli.WithEnv(pairs),
 		cli.WithResolvedPaths(true),
@@ -77,7 +88,7 @@ func mustLoadProject(tb testing.TB, env map[string]string) *types.Project {
 	}
 	project, err := opts.LoadProject(tb.Context())
 	if err != nil {
-		tb.Fatalf("load docker-compose.yml: %v", err)
+		tb.Fatalf("load %s: %v", strings.Join(files, " and "), err)
 	}
 	return project
 }

@@ -23,22 +23,28 @@ func mustConfigVars(tb testing.TB, dir string) map[string]configvars.Var {
 	return vars
 }
 
-// composeReferences returns the names of the variables docker-compose.yml
-// interpolates (${NAME...}), comments aside.
+// composeFiles are the lab's compose files: the lab, and the cluster
+// override on top of it.
+var composeFiles = []string{"docker-compose.yml", "docker-compose.cluster.yml"}
+
+// composeReferences returns the names of the variables the compose files
+// interpolate (${NAME...}), comments aside.
 func composeReferences(tb testing.TB) map[string]bool {
 	tb.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot(tb), "docker-compose.yml"))
-	if err != nil {
-		tb.Fatal(err)
-	}
 	re := regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)`)
 	refs := map[string]bool{}
-	for line := range strings.Lines(string(data)) {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue
+	for _, f := range composeFiles {
+		data, err := os.ReadFile(filepath.Join(repoRoot(tb), f))
+		if err != nil {
+			tb.Fatal(err)
 		}
-		for _, m := range re.FindAllStringSubmatch(line, -1) {
-			refs[m[1]] = true
+		for line := range strings.Lines(string(data)) {
+			if strings.HasPrefix(strings.TrimSpace(line), "#") {
+				continue
+			}
+			for _, m := range re.FindAllStringSubmatch(line, -1) {
+				refs[m[1]] = true
+			}
 		}
 	}
 	return refs
@@ -135,7 +141,7 @@ func TestEveryVariableIsUsed(t *testing.T) {
 	}
 	for _, v := range slices.Sorted(maps.Keys(composeReferences(t))) {
 		if _, ok := example[v]; !ok {
-			t.Errorf("docker-compose.yml interpolates ${%s}, which .env.example does not document", v)
+			t.Errorf("a compose file interpolates ${%s}, which .env.example does not document", v)
 		}
 	}
 }

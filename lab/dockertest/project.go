@@ -76,9 +76,11 @@ func (p *Project) Compose(limit time.Duration, args ...string) (string, error) {
 }
 
 // Down removes the project's containers (one-off ones too), its network,
-// the broker's volume and the services' images: nothing of it is left.
+// the brokers' volumes and the services' images: nothing of it is left,
+// whether it ran one node or the cluster (docker-compose.cluster.yml).
 func (p *Project) Down() error {
-	out, err := p.Compose(3*time.Minute, "down", "--volumes", "--remove-orphans", "--rmi", "local", "--timeout", "30")
+	out, err := p.Compose(3*time.Minute, "-f", "docker-compose.yml", "-f", "docker-compose.cluster.yml",
+		"down", "--volumes", "--remove-orphans", "--rmi", "local", "--timeout", "30")
 	os.Remove(p.envFile)
 	if err != nil {
 		return fmt.Errorf("docker compose down: %v\n%s", err, out)

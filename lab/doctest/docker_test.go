@@ -44,12 +44,15 @@ func runDockerChapter(t *testing.T, root, name string, steps []step) {
 	if docker == 0 || commands == 0 {
 		t.Fatalf("%s has %d docker blocks and %d console commands for Docker: every chapter has a Docker road", name, docker, commands)
 	}
-	ports, err := runner.FreePorts(5)
+	// The compose cluster's second and third nodes publish their
+	// management UIs too (docker-compose.cluster.yml).
+	defaults := []int{8000, 8001, 8002, 5672, 15672, 15673, 15674}
+	vars := []string{"GATEWAY_PORT", "SERVICE01_PORT", "SERVICE02_PORT", "RABBITMQ_PORT", "RABBITMQ_MANAGEMENT_PORT",
+		"RABBITMQ_MANAGEMENT_PORT_2", "RABBITMQ_MANAGEMENT_PORT_3"}
+	ports, err := runner.FreePorts(len(defaults))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defaults := []int{8000, 8001, 8002, 5672, 15672}
-	vars := []string{"GATEWAY_PORT", "SERVICE01_PORT", "SERVICE02_PORT", "RABBITMQ_PORT", "RABBITMQ_MANAGEMENT_PORT"}
 	portMap := map[int]int{}
 	var env []string
 	for i, def := range defaults {
@@ -74,6 +77,10 @@ func runDockerChapter(t *testing.T, root, name string, steps []step) {
 		t.Fatal(err)
 	}
 	rw := newPortRewriter(portMap, "")
+	// The chapter names the default project's network and containers
+	// (pingpong_default, pingpong-rabbitmq-3-1); here they are the test
+	// project's.
+	rw.names = strings.NewReplacer("pingpong_default", p.Name+"_default", "pingpong-", p.Name+"-")
 	started := false
 	for _, s := range steps {
 		if s.road == roadNative {

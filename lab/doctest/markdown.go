@@ -23,8 +23,9 @@
 //     running them would; <!-- doctest: kill rabbitmq --> kills parts with
 //     SIGKILL, where the reader kills a process, as a crash would;
 //     <!-- doctest: eventually --> before a console block
-//     reruns each of its commands until the output matches (for what happens
-//     asynchronously, such as a message reaching service02);
+//     reruns each of its commands until the output matches, for up to 30 s
+//     (for what happens asynchronously, such as a message reaching
+//     service02); <!-- doctest: eventually 90s --> for up to 90 s;
 //     <!-- doctest: attempts 3 --> gives each command of the next console
 //     block up to 3 runs to print what the block shows, for an experiment
 //     whose outcome is a matter of chance (a broker killed while an ack is
@@ -38,8 +39,8 @@
 //     fails), the command must exit with status N; otherwise with 0.
 //   - a chapter gives both roads, natively (make run) and with Docker
 //     (docker compose). A fenced "sh" block whose every line is a docker
-//     command (or name=$(docker ...), which keeps its output) is the Docker
-//     road's: the Docker harness (make test-docker)
+//     command (or name=$(docker ...), which keeps its output, or export or
+//     unset COMPOSE_FILE) is the Docker road's: the Docker harness (make test-docker)
 //     runs each line and wants exit status 0, and the native harness leaves
 //     it out, as it leaves the Docker harness the "make run" blocks and the
 //     stop and kill directives. A console block after
@@ -74,6 +75,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // stepKind is what one step of a chapter does.
@@ -107,7 +109,10 @@ type step struct {
 	expected   []string // stepCommand
 	expected3  []string // stepCommand: what RabbitMQ 3.x prints instead, if it differs
 	eventually bool     // stepCommand: rerun until the output matches
-	attempts   int      // stepCommand: runs it may take to match, for an experiment left to chance
+	// eventuallyFor: how long an eventually block's commands may take to
+	// match, when the block says (eventually 90s); 30 s otherwise
+	eventuallyFor time.Duration
+	attempts      int // stepCommand: runs it may take to match, for an experiment left to chance
 }
 
 var (
@@ -119,13 +124,14 @@ var (
 // parseChapter reads the steps of a chapter.
 func parseChapter(text string) ([]step, error) {
 	var (
-		steps      []step
-		skip       bool
-		eventually bool
-		attempts   int      // of the next console block's commands
-		road       string   // of the next block, from a native or docker directive
-		older      []string // a "rabbitmq 3 prints" comment's lines, for the next block
-		olderLine  int
+		steps         []step
+		skip          bool
+		eventually    bool
+		eventuallyFor time.Duration // of an eventually block, if not the default
+		attempts      int           // of the next console block's commands
+		road          string        // of the next block, from a native or docker directive
+		older         []string      // a "rabbitmq 3 prints" comment's lines, for the next block
+		olderLine     int
 	)
 	lines := splitLines(text)
 	for i := 0; i < len(lines); i++ {
@@ -146,7 +152,14 @@ func parseChapter(text string) ([]step, error) {
 			case "skip":
 				skip = true
 			case "eventually":
-				eventually = true
+				eventually, eventuallyFor = true, 0
+				if m[2] != "" {
+					d, err := time.ParseDuration(m[2])
+					if err != nil || d <= 0 {
+						return nil, fmt.Errorf("line %d: doctest: eventually takes a duration, such as 90s, or nothing, got %q", i+1, m[2])
+					}
+					eventuallyFor = d
+				}
 			case "attempts":
 				n, err := strconv.Atoi(m[2])
 				if err != nil || n < 2 {
@@ -212,6 +225,7 @@ func parseChapter(text string) ([]step, error) {
 			for k := range cmds {
 				cmds[k].road = road
 				cmds[k].attempts = attempts
+				cmds[k].eventuallyFor = eventuallyFor
 			}
 			if older != nil {
 				if len(cmds) != 1 {
@@ -234,8 +248,9 @@ func parseChapter(text string) ([]step, error) {
 
 // dockerLineRE is a docker command, with variables set before it
 // (GATEWAY_RATE_LIMIT=100r/s docker compose ...), or one whose output a shell
-// variable keeps: name=$(docker ...).
-var dockerLineRE = regexp.MustCompile(`^(?:[A-Z][A-Z0-9_]*=\S+\s+)*(?:[a-z_][a-z0-9_]*=\$\()?docker `)
+// variable keeps: name=$(docker ...); or the export or unset of
+// COMPOSE_FILE, which names the compose files for the commands after it.
+var dockerLineRE = regexp.MustCompile(`^(?:(?:export COMPOSE_FILE=\S+|unset COMPOSE_FILE)$|(?:[A-Z][A-Z0-9_]*=\S+\s+)*(?:[a-z_][a-z0-9_]*=\$\()?docker )`)
 
 // dockerCommands returns the lines of an sh block that are all docker
 // commands, which the Docker road runs.

@@ -68,6 +68,8 @@ type chapterLab struct {
 	lab     *runner.Lab
 	running []string
 	broker  string // RabbitMQ's version, once a step needed it
+	// supervising: Lab.Wait runs, starting the cluster's nodes again
+	supervising bool
 }
 
 // mustBrokerVersion asks the lab's broker for its version, which decides
@@ -105,12 +107,32 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 		t.Fatalf("%s has no console block to run", name)
 	}
 	dir := t.TempDir()
-	l, err := runner.NewTest(dir, readerEnv...)
+	// Variables before the chapter's first make run of the whole lab
+	// (RABBITMQ_NODES=3 make run) are the lab's own.
+	env := readerEnv
+	for i, s := range steps {
+		if s.kind == stepStart && s.road != roadDocker {
+			if len(s.parts) == 0 && len(s.env) > 0 {
+				env = append(slices.Clone(readerEnv), s.env...)
+				steps[i].env = nil
+			}
+			break
+		}
+	}
+	l, err := runner.NewTest(dir, env...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cl := &chapterLab{lab: l}
+	// make run supervises a cluster's nodes, starting one that died again
+	// (runner.Lab.Wait); so does the chapter's lab.
+	ctx, cancel := context.WithCancel(context.Background())
+	supervised := make(chan struct{})
 	t.Cleanup(func() {
+		cancel()
+		if cl.supervising {
+			<-supervised
+		}
 		l.Stop()
 		if t.Failed() {
 			// t.TempDir is removed after the test; copy the logs out first.
@@ -131,6 +153,8 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 	sh := mustShell(t, shellDir, append(os.Environ(),
 		"RABBITMQ_HOST=127.0.0.1",
 		"RABBITMQ_PORT="+strconv.Itoa(l.Config().RabbitMQPort),
+		// go run ./lab kill finds the chapter's lab in its state folder.
+		"LAB_STATE="+dir,
 	))
 	// curl shows no progress meter when it writes to a terminal, as the
 	// reader's does; here its output goes to a pipe.
@@ -138,7 +162,6 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 		t.Fatal(err)
 	}
 	rw := newRewriter(l, dir)
-	ctx := context.Background()
 
 	for _, s := range steps {
 		if s.road == roadDocker {
@@ -180,6 +203,13 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 				t.Fatalf("%s: start %v: %v", where, ordered, err)
 			}
 			cl.running = append(cl.running, ordered...)
+			if l.Config().Nodes > 1 && slices.Contains(ordered, "rabbitmq") && !cl.supervising {
+				cl.supervising = true
+				go func() {
+					defer close(supervised)
+					l.Wait(ctx) // its error: a part the chapter stopped
+				}()
+			}
 		case stepStop, stepKill:
 			for _, p := range s.parts {
 				if !slices.Contains(cl.running, p) {
@@ -214,7 +244,11 @@ func runChapter(t *testing.T, root, name string, steps []step) {
 func runCommand(t *testing.T, sh *shell, rw *rewriter, where string, s step) {
 	t.Helper()
 	cmd := rw.command(s.command)
-	deadline := time.Now().Add(eventuallyFor)
+	limit := eventuallyFor
+	if s.eventuallyFor > 0 {
+		limit = s.eventuallyFor
+	}
+	deadline := time.Now().Add(limit)
 	for run := 1; ; run++ {
 		out, rc, err := sh.run(cmd, commandTimeout)
 		if err != nil {
@@ -349,14 +383,20 @@ type rewriter struct {
 	toTest   map[string]string // default port -> test port
 	toReader map[string]string // test port -> default port
 	state    string
+	names    *strings.Replacer // the reader's names in commands -> the test's, if any
 }
 
 func newRewriter(l *runner.Lab, state string) *rewriter {
 	c := l.Config()
-	return newPortRewriter(map[int]int{
+	ports := map[int]int{
 		8000: c.GatewayPort, 8001: c.Service01Port, 8002: c.Service02Port,
 		5672: c.RabbitMQPort, 15672: c.ManagementPort,
-	}, state)
+	}
+	// A cluster's other nodes are on the ports after the first's.
+	for i := 1; i < c.Nodes; i++ {
+		ports[5672+i], ports[15672+i] = c.RabbitMQPort+i, c.ManagementPort+i
+	}
+	return newPortRewriter(ports, state)
 }
 
 // newPortRewriter maps the reader's default ports to a test's, and .lab/
@@ -376,16 +416,30 @@ func (rw *rewriter) add(reader, test string) {
 	rw.toReader[test] = reader
 }
 
-var hostPortRE = regexp.MustCompile(`\b(localhost|127\.0\.0\.1):(\d+)\b`)
+// hostPortRE is a port as commands and output name it: after a host, or in
+// a native node's name (lab-5672@localhost).
+var hostPortRE = regexp.MustCompile(`\b(localhost|127\.0\.0\.1):(\d+)\b|\blab-(\d+)@localhost\b`)
 
-func (rw *rewriter) command(cmd string) string {
-	cmd = hostPortRE.ReplaceAllStringFunc(cmd, func(m string) string {
-		host, port, _ := strings.Cut(m, ":")
-		if p, ok := rw.toTest[port]; ok {
-			return host + ":" + p
+// rewritePort replaces the port in one match of hostPortRE.
+func rewritePort(m string, ports map[string]string) string {
+	if name, ok := strings.CutSuffix(m, "@localhost"); ok {
+		if p, ok := ports[strings.TrimPrefix(name, "lab-")]; ok {
+			return "lab-" + p + "@localhost"
 		}
 		return m
-	})
+	}
+	host, port, _ := strings.Cut(m, ":")
+	if p, ok := ports[port]; ok {
+		return host + ":" + p
+	}
+	return m
+}
+
+func (rw *rewriter) command(cmd string) string {
+	cmd = hostPortRE.ReplaceAllStringFunc(cmd, func(m string) string { return rewritePort(m, rw.toTest) })
+	if rw.names != nil {
+		cmd = rw.names.Replace(cmd)
+	}
 	if rw.state == "" {
 		return cmd
 	}
@@ -393,13 +447,7 @@ func (rw *rewriter) command(cmd string) string {
 }
 
 func (rw *rewriter) output(out string) string {
-	out = hostPortRE.ReplaceAllStringFunc(out, func(m string) string {
-		host, port, _ := strings.Cut(m, ":")
-		if p, ok := rw.toReader[port]; ok {
-			return host + ":" + p
-		}
-		return m
-	})
+	out = hostPortRE.ReplaceAllStringFunc(out, func(m string) string { return rewritePort(m, rw.toReader) })
 	if rw.state == "" {
 		return out
 	}

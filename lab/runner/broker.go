@@ -150,16 +150,20 @@ func (b *broker) writeCookie() error {
 }
 
 // waitClustered waits until a running node sees every node of the
-// cluster running.
+// cluster whose process runs running in the cluster.
 func (b *broker) waitClustered(ctx context.Context, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	var want []string
-	for _, n := range b.nodes {
-		want = append(want, n.nodeName())
-	}
-	var running []string
+	var want, running []string
 	var err error
 	for {
+		// The nodes whose process runs: a node that is down, or waits
+		// for its turn to start again (Lab.Wait), is not waited for.
+		want = want[:0]
+		for _, n := range b.nodes {
+			if n.running() {
+				want = append(want, n.nodeName())
+			}
+		}
 		running, err = b.runningNodes(ctx)
 		if err == nil && slices.Equal(running, want) {
 			return nil

@@ -179,6 +179,10 @@ func (l *Lab) StartNode(ctx context.Context, name string) error {
 	if err := l.broker.startNodes(ctx, []*rabbitmq{n}); err != nil {
 		return err
 	}
+	// Recorded at once, so that lab kill finds the node while it joins.
+	if err := l.writeRecord(); err != nil {
+		return err
+	}
 	if len(l.broker.nodes) > 1 {
 		if err := l.broker.waitClustered(ctx, brokerReadyLimit); err != nil {
 			return err
@@ -196,7 +200,8 @@ func (l *Lab) CtlOn(ctx context.Context, node string, args ...string) (string, e
 	return n.ctl(ctx, args...)
 }
 
-// WaitClustered waits until every node of a cluster runs in it.
+// WaitClustered waits until every node of a cluster whose process runs
+// runs in it.
 func (l *Lab) WaitClustered(ctx context.Context) error {
 	if len(l.broker.nodes) < 2 {
 		return nil

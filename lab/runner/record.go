@@ -279,3 +279,48 @@ func waitGone(p recordedProcess, limit time.Duration) bool {
 	}
 	return true
 }
+
+// KillRecordedNode kills, with SIGKILL, the RabbitMQ node named node
+// (lab-5673@localhost) of a lab recorded in the state folder, as a crash
+// would, waits until it is gone, and says so on w. The runner running it
+// notices and, in a cluster, starts it again (Lab.Wait).
+func KillRecordedNode(state, node string, w io.Writer) error {
+	port, ok := nodePort(node)
+	if !ok {
+		return fmt.Errorf("%q is not a node of the lab: its nodes are named lab-PORT@localhost, PORT being the node's AMQP port (make run's banner lists them)", node)
+	}
+	recs, err := readRecords(state)
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		for _, p := range rec.Parts {
+			if !strings.HasPrefix(p.Name, "rabbitmq") || len(p.Ports) == 0 || p.Ports[0] != port || !p.alive() {
+				continue
+			}
+			if err := syscall.Kill(-p.PID, syscall.SIGKILL); err != nil {
+				return fmt.Errorf("kill node %s (pid %d): %w", node, p.PID, err)
+			}
+			if !waitGone(p, 10*time.Second) {
+				return fmt.Errorf("node %s (pid %d) is still there 10 s after SIGKILL", node, p.PID)
+			}
+			fmt.Fprintf(w, "Killed node %s (%s, pid %d) with SIGKILL.\n", node, p.Name, p.PID)
+			return nil
+		}
+	}
+	return fmt.Errorf("no running lab of this checkout has a node %s (make run's banner lists its nodes; a node killed a moment ago is down until the runner starts it again)", node)
+}
+
+// nodePort is the AMQP port in a node's name, lab-PORT@localhost.
+func nodePort(node string) (int, bool) {
+	name, host, ok := strings.Cut(node, "@")
+	if !ok || host != "localhost" {
+		return 0, false
+	}
+	digits, ok := strings.CutPrefix(name, "lab-")
+	if !ok {
+		return 0, false
+	}
+	port, err := strconv.Atoi(digits)
+	return port, err == nil && port > 0 && port < 65536
+}

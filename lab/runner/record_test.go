@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -94,5 +95,49 @@ func TestStopRecordedStopsWhatARunnerLeft(t *testing.T) {
 	out.Reset()
 	if err := StopRecorded(state, &out, time.Second); err != nil || !strings.Contains(out.String(), "No lab of this checkout is running") {
 		t.Errorf("StopRecorded with nothing recorded: %v\n%s", err, out.String())
+	}
+}
+
+// TestKillRecordedNode records a process as a cluster's node would be, and
+// checks that lab kill finds it by the node's name and kills its process
+// group, and says what is wrong with a name that names no node.
+func TestKillRecordedNode(t *testing.T) {
+	state := t.TempDir()
+	cmd := exec.Command("sh", "-c", "sleep 60 & wait")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	go cmd.Wait() // reaps it once killed, as the runner reaps its parts
+	node := recordedProcess{Name: "rabbitmq-2", PID: cmd.Process.Pid, Start: startTime(cmd.Process.Pid), Ports: []int{41673, 51673, 61673}}
+	runner := recordedProcess{Name: "runner", PID: os.Getpid(), Start: startTime(os.Getpid())}
+	data, _ := json.Marshal(runRecord{Boot: bootID(), Runner: runner, Parts: []recordedProcess{node}})
+	if err := os.MkdirAll(recordDir(state), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(recordDir(state), "1.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, bad := range []string{"rabbitmq-2", "lab-41673", "lab-x@localhost", "rabbit@rabbitmq-2"} {
+		if err := KillRecordedNode(state, bad, io.Discard); err == nil || !strings.Contains(err.Error(), "lab-PORT@localhost") {
+			t.Errorf("KillRecordedNode(%q) = %v, want an error naming the form lab-PORT@localhost", bad, err)
+		}
+	}
+	if err := KillRecordedNode(state, "lab-41674@localhost", io.Discard); err == nil || !strings.Contains(err.Error(), "no running lab") {
+		t.Errorf("KillRecordedNode of a node nothing recorded = %v, want no running lab", err)
+	}
+	var out bytes.Buffer
+	if err := KillRecordedNode(state, "lab-41673@localhost", &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Killed node lab-41673@localhost (rabbitmq-2, pid "; !strings.HasPrefix(out.String(), want) {
+		t.Errorf("KillRecordedNode printed %q, want %q...", out.String(), want)
+	}
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(-cmd.Process.Pid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the node's process group still runs after KillRecordedNode")
+		}
 	}
 }
