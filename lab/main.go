@@ -117,6 +117,13 @@ func run(ctx context.Context, args, environ []string, stdout io.Writer) error {
 		}
 		return nil
 	case "ctl":
+		if nodes, epmd, ok := runner.RecordedBroker(state, cfg.RabbitMQPort); ok {
+			// The running lab's broker as it runs: a cluster started with
+			// RABBITMQ_NODES=3 make run (the nodes' names and cookie are
+			// the cluster's), its port mapper where it is.
+			cfg.Nodes = nodes
+			l = runner.New(cfg, runner.Options{Root: root, State: state, Env: environ, Echo: stdout, EpmdPort: epmd})
+		}
 		out, err := l.Ctl(ctx, args[1:]...)
 		fmt.Fprint(stdout, out)
 		if err != nil {

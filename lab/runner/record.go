@@ -324,3 +324,38 @@ func nodePort(node string) (int, bool) {
 	port, err := strconv.Atoi(digits)
 	return port, err == nil && port > 0 && port < 65536
 }
+
+// RecordedBroker is what a running lab recorded in the state folder says
+// of its broker whose first node listens on AMQP port amqpPort: its number
+// of nodes and its port mapper's port; ok is false when no running lab has
+// such a broker. lab ctl, run without the lab's RABBITMQ_NODES=3, or beside
+// a test's lab whose port mapper is on a port of its own, finds the broker
+// with it.
+func RecordedBroker(state string, amqpPort int) (nodes, epmdPort int, ok bool) {
+	recs, err := readRecords(state)
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, rec := range recs {
+		if !rec.Runner.alive() {
+			continue
+		}
+		nodes, epmdPort, ok = 0, 0, false
+		for _, p := range rec.Parts {
+			if len(p.Ports) == 0 {
+				continue
+			}
+			switch {
+			case p.Name == "epmd":
+				epmdPort = p.Ports[0]
+			case p.Name == "rabbitmq" || strings.HasPrefix(p.Name, "rabbitmq-"):
+				nodes++
+				ok = ok || (p.Name == "rabbitmq" || p.Name == "rabbitmq-1") && p.Ports[0] == amqpPort
+			}
+		}
+		if ok {
+			return nodes, epmdPort, true
+		}
+	}
+	return 0, 0, false
+}

@@ -141,3 +141,32 @@ func TestKillRecordedNode(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordedBroker: lab ctl learns from the record that the lab on its
+// port runs a cluster, of how many nodes, and where its port mapper is.
+func TestRecordedBroker(t *testing.T) {
+	state := t.TempDir()
+	runner := recordedProcess{Name: "runner", PID: os.Getpid(), Start: startTime(os.Getpid())}
+	node := func(name string, port int) recordedProcess {
+		return recordedProcess{Name: name, PID: 1, Start: 1, Ports: []int{port, port + 10000, port + 20000}}
+	}
+	rec := runRecord{Boot: bootID(), Runner: runner, Parts: []recordedProcess{
+		node("rabbitmq-1", 41672), node("rabbitmq-2", 41673), node("rabbitmq-3", 41674), {Name: "epmd", PID: 1, Start: 1, Ports: []int{62672}},
+	}}
+	data, _ := json.Marshal(rec)
+	if err := os.MkdirAll(recordDir(state), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(recordDir(state), "1.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if nodes, epmd, ok := RecordedBroker(state, 41672); !ok || nodes != 3 || epmd != 62672 {
+		t.Errorf("RecordedBroker on the cluster's port = %d nodes, epmd %d, %v; want 3, 62672, true", nodes, epmd, ok)
+	}
+	if _, _, ok := RecordedBroker(state, 41673); ok {
+		t.Error("RecordedBroker on the second node's port found a broker: no lab's first node is there")
+	}
+	if _, _, ok := RecordedBroker(t.TempDir(), 41672); ok {
+		t.Error("RecordedBroker with nothing recorded found a broker")
+	}
+}
