@@ -129,19 +129,3 @@ func TestClusterPorts(t *testing.T) {
 		}
 	}
 }
-
-// TestClusterDefaultsAreEnvExample: the cluster too runs the same with no
-// .env as with .env.example's values.
-func TestClusterDefaultsAreEnvExample(t *testing.T) {
-	withExample, err := mustLoadCluster(t, mustEnvExample(t)).MarshalYAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	withNothing, err := mustLoadCluster(t, map[string]string{}).MarshalYAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(withExample) != string(withNothing) {
-		t.Errorf("the cluster loaded with .env.example differs from the one loaded with no environment:\n%s", lineDiff(string(withExample), string(withNothing)))
-	}
-}

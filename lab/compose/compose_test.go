@@ -372,19 +372,23 @@ func TestVolumes(t *testing.T) {
 }
 
 // TestDefaultsAreEnvExample checks that every ${VAR:-default} in the compose
-// file falls back to .env.example's value: the lab runs the same with no .env.
+// files falls back to .env.example's value: the lab, and the cluster, run
+// the same with no .env.
 func TestDefaultsAreEnvExample(t *testing.T) {
-	withExample, err := mustLoadProject(t, mustEnvExample(t)).MarshalYAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	withNothing, err := mustLoadProject(t, map[string]string{}).MarshalYAML()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(withExample, withNothing) {
-		t.Errorf("the project loaded with .env.example differs from the one loaded with no environment: a ${VAR:-default} default differs from .env.example\n%s",
-			lineDiff(string(withExample), string(withNothing)))
+	for i := range composeFiles {
+		files := composeFiles[:i+1]
+		withExample, err := mustLoadFiles(t, mustEnvExample(t), files...).MarshalYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		withNothing, err := mustLoadFiles(t, map[string]string{}, files...).MarshalYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(withExample, withNothing) {
+			t.Errorf("%s loaded with .env.example differs from the same loaded with no environment: a ${VAR:-default} default differs from .env.example\n%s",
+				strings.Join(files, " and "), lineDiff(string(withExample), string(withNothing)))
+		}
 	}
 }
 
