@@ -37,7 +37,11 @@ type Options struct {
 	// ClusterClients is the concurrency of R and E on a cluster of three
 	// nodes, beside the same rows on one node; 0 skips the cluster.
 	ClusterClients int
-	Progress       io.Writer // a line per point as it is measured; nil for none
+	// LoggingClients is the concurrency of E with make run's logging, as
+	// shipped and with each part of it off, over LoggingRounds rounds taken
+	// in turn; 0 skips those rows.
+	LoggingClients, LoggingRounds int
+	Progress                      io.Writer // a line per point as it is measured; nil for none
 	// ProfileDir, when set, gets CPU profiles of both services during E at
 	// 64 clients and a heap profile of service02 at the largest memory
 	// point, per queue type (see profile.go).
@@ -60,6 +64,8 @@ func DefaultOptions(root string) Options {
 		MemorySizes:  []int{100_000, 1_000_000},
 
 		ClusterClients: profileClients,
+		LoggingClients: profileClients,
+		LoggingRounds:  3,
 	}
 }
 
@@ -82,6 +88,8 @@ func SmokeOptions(root string) Options {
 		MemorySizes: []int{4000, 8000},
 
 		ClusterClients: 4,
+		LoggingClients: 4,
+		LoggingRounds:  1,
 	}
 }
 
@@ -113,6 +121,7 @@ type Report struct {
 	WrkS     *Wrk           // S measured by wrk, where it is installed
 	Queues   []QueueReport
 	Cluster  *ClusterReport // nil unless measured
+	Logging  []LoggingRow   // E with make run's logging; nil unless measured
 	LoadEnd  [3]float64     // the load average when the run ended
 	Versions Versions
 }
@@ -195,6 +204,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		rep.Cluster = c
 	}
+	if o.LoggingClients > 0 {
+		rows, err := runLogging(ctx, o)
+		if err != nil {
+			return rep, fmt.Errorf("logging: %w", err)
+		}
+		rep.Logging = rows
+	}
 	rep.LoadEnd = loadAverage()
 	rep.Elapsed = time.Since(rep.Started)
 	return rep, nil
@@ -221,7 +237,15 @@ func storeCapacity(o Options) int {
 	return max(2_000_000, 2*slices.Max(o.MemorySizes))
 }
 
+// startLab starts a lab as the benchmark runs it: access log off, nothing
+// echoed (each service writes its log file itself).
 func startLab(ctx context.Context, o Options, queueType string, extraEnv ...string) (*benchLab, error) {
+	return startLabWith(ctx, o, queueType, nil, extraEnv...)
+}
+
+// startLabWith starts a lab; with echo set, it runs as make run does:
+// access log on, the output copied by the runner and echoed to echo.
+func startLabWith(ctx context.Context, o Options, queueType string, echo io.Writer, extraEnv ...string) (*benchLab, error) {
 	env := []string{
 		"RABBITMQ_QUEUE_TYPE=" + queueType,
 		// The load comes from one address; the gateway's limit is lifted.
@@ -248,7 +272,11 @@ func startLab(ctx context.Context, o Options, queueType string, extraEnv ...stri
 	if err != nil {
 		return nil, err
 	}
-	l.SetGatewayAccessLog("off")
+	if echo != nil {
+		l.SetEcho(echo)
+	} else {
+		l.SetGatewayAccessLog("off")
+	}
 	if prof != nil {
 		if err := prof.listen(l); err != nil {
 			return nil, err

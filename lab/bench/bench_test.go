@@ -86,8 +86,14 @@ func TestSmoke(t *testing.T) {
 		check("R cluster", rep.Cluster.R)
 		check("E cluster", rep.Cluster.E)
 	}
+	if len(rep.Logging) != len(loggingSetups) {
+		t.Errorf("%d logging rows, want %d", len(rep.Logging), len(loggingSetups))
+	}
+	for _, l := range rep.Logging {
+		check("E logging: "+l.Setup.Name, l.E)
+	}
 	table := rep.Table()
-	for _, row := range []string{"| S |", "| P |", "| R |", "| R pipelined |", "| E |", "| E open |", "| visible |", "| R open |", "| drain |", "| drain raw |", "| memory |", "| R cluster |", "| E cluster |"} {
+	for _, row := range []string{"| E logging: as shipped |", "| E logging: neither |", "| S |", "| P |", "| R |", "| R pipelined |", "| E |", "| E open |", "| visible |", "| R open |", "| drain |", "| drain raw |", "| memory |", "| R cluster |", "| E cluster |"} {
 		if !strings.Contains(table, row) {
 			t.Errorf("the table has no %q row:\n%s", row, table)
 		}

@@ -131,6 +131,17 @@ stall is charged to every request it delays (no coordinated omission).
   has written it. The notes compare them with R and E on one node, measured
   earlier in the same run. Three nodes on one machine share its cores, so
   this is what replication costs in CPU, not what it costs across a network.
+- **E logging**: E again, at 64 clients, on a lab that logs as ` + "`make run`" + `
+  ships it: nginx's access log on (a JSON line per request) and both
+  services' output copied by the runner to ` + "`.lab/logs/`" + ` and echoed to a
+  terminal (a pipe read as fast as it is written stands in for the
+  terminal, whose own drawing is not counted), with each service's
+  ` + "`http request`" + ` line at ` + "`LOG_LEVEL=info`" + `. Then the same with the access log
+  off, with ` + "`LOG_LEVEL=warn`" + ` (no request lines, so nothing for the runner to
+  copy), and with neither: what each part of the logging costs, in
+  requests/s and in CPU per request (the runner runs in the benchmark's
+  process, so its copying is in the bench column). The setups take turns
+  on one lab, round after round; a row adds its rounds together.
 
 ## Reading the results
 

@@ -203,6 +203,9 @@ func (rep *Report) Table() string {
 		row("R cluster", "quorum, 3 nodes", clients(n), c.R, "msg/s", fmt.Sprintf("R on three nodes, a replica on each; %.2f × R on one node", ratio(c.R.Rate(), one.R[n].Rate())))
 		row("E cluster", "quorum, 3 nodes", clients(n), c.E, "req/s", fmt.Sprintf("E/R %.2f; %.2f × E on one node", ratio(c.E.Rate(), c.R.Rate()), ratio(c.E.Rate(), one.E[n].Rate())))
 	}
+	for _, l := range rep.Logging {
+		row("E logging: "+l.Setup.Name, "quorum", clients(rep.Options.LoggingClients), l.E, "req/s", loggingNote(rep.Logging, l))
+	}
 	return b.String()
 }
 
@@ -320,6 +323,9 @@ func (rep *Report) CPUTable() string {
 		row("R cluster", "quorum, 3 nodes", rep.Options.ClusterClients, c.RCPU)
 		row("E cluster", "quorum, 3 nodes", rep.Options.ClusterClients, c.ECPU)
 	}
+	for _, l := range rep.Logging {
+		row("E logging: "+l.Setup.Name, "quorum", rep.Options.LoggingClients, l.CPU)
+	}
 	return b.String()
 }
 
@@ -349,4 +355,21 @@ func (rep *Report) conditions() string {
 		rep.Started.UTC().Format("2006-01-02 15:04 MST"), m.Cores, m.CPU, m.MemoryMiB,
 		m.LoadStart[0], m.LoadStart[1], m.LoadStart[2], rep.LoadEnd[0], rep.LoadEnd[1], rep.LoadEnd[2],
 		rep.Elapsed.Round(time.Second), v.RabbitMQ, v.Erlang, v.Nginx, v.Go)
+}
+
+// loggingNote says what a logging row logs, and its rate and CPU per
+// request beside the row as shipped.
+func loggingNote(rows []LoggingRow, l LoggingRow) string {
+	on := func(b bool) string {
+		if b {
+			return "on"
+		}
+		return "off"
+	}
+	note := fmt.Sprintf("access log %s, LOG_LEVEL=%s, echoed by the runner", on(l.Setup.AccessLog), l.Setup.LogLevel)
+	shipped := rows[0]
+	if l.Setup == shipped.Setup || shipped.CPU == nil || l.CPU == nil {
+		return note
+	}
+	return note + fmt.Sprintf("; %.2f × as shipped, %+.0f µs CPU per request", ratio(l.E.Rate(), shipped.E.Rate()), l.CPU.Total()-shipped.CPU.Total())
 }

@@ -67,7 +67,7 @@ func New(cfg Config, o Options) *Lab {
 	l.gateway = &nginx{
 		dir:      filepath.Join(o.State, "nginx-"+strconv.Itoa(cfg.GatewayPort)),
 		template: filepath.Join(o.Root, "nginx", "templates", "gateway.conf.template"),
-		vars:     gatewayVars(cfg, l.logPath("gateway-access")+" lab_json"),
+		vars:     gatewayVars(cfg, l.DefaultGatewayAccessLog()),
 	}
 	return l
 }

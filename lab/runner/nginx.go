@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -125,10 +126,63 @@ func (n *nginx) reload() error {
 	if err != nil {
 		return err
 	}
+	old := n.workers()
 	if out, err := SystemCommand(context.Background(), bin, n.args("-s", "reload")...).CombinedOutput(); err != nil {
 		return fmt.Errorf("nginx -s reload: %w: %s", err, out)
 	}
-	return nil
+	// The signal returns at once. Until the old workers close their
+	// listening sockets, a new connection may still land on one of them and
+	// be closed after it: wait until each has gone or is shutting down.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		current := map[int]string{}
+		for pid, title := range n.workers() {
+			current[pid] = title
+		}
+		waiting := false
+		for pid := range old {
+			if title, ok := current[pid]; ok && !strings.Contains(title, "shutting down") {
+				waiting = true
+			}
+		}
+		if !waiting {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("nginx -s reload: the old workers still accept connections after 10 s")
+}
+
+// workers returns the pids and titles of nginx's worker processes: every
+// process of the master's process group whose title names a worker.
+func (n *nginx) workers() map[int]string {
+	if n.proc == nil || n.proc.cmd.Process == nil {
+		return nil
+	}
+	group := strconv.Itoa(n.proc.cmd.Process.Pid)
+	workers := map[int]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which may hold spaces: state,
+		// ppid, pgrp.
+		f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+		if len(f) < 3 || f[2] != group {
+			continue
+		}
+		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if title := string(cmdline); strings.Contains(title, "worker process") {
+			workers[pid] = title
+		}
+	}
+	return workers
 }
 
 func (n *nginx) stop() {
