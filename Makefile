@@ -157,9 +157,8 @@ fault: deps
 # each on a compose project of its own (lab/doctest). Images the engine
 # cannot pull are built as stand-ins from the sysroot's Debian packages, and
 # it says so.
-.PHONY: test-docker docker-deps
-test-docker: docker-deps sysroot
-	@lab/dockertest/standins.sh "$(SYSROOT)"
+.PHONY: test-docker docker-deps docker-standins
+test-docker: docker-standins
 	LAB_SYSROOT=$(SYSROOT) $(GO) test -tags docker -count=1 -timeout 30m $(TESTFLAGS) ./lab/dockertest/
 	LAB_SYSROOT=$(SYSROOT) $(GO) test -tags docker -count=1 -timeout 30m -run '^TestDockerTutorials$$' $(TESTFLAGS) ./lab/doctest/
 
@@ -167,6 +166,11 @@ test-docker: docker-deps sysroot
 # none, Compose v2 from the sysroot when `docker compose` is missing (Debian
 # 12 has only v1), and starts dockerd when nothing answers on its socket and
 # no service manager runs it (a container, CI).
+# docker-standins: the images the compose files name, built from Debian's
+# packages where they cannot be pulled (lab/dockertest/standins.sh).
+docker-standins: docker-deps sysroot
+	@lab/dockertest/standins.sh "$(SYSROOT)"
+
 docker-deps: sysroot
 	@sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
 	if ! command -v dockerd >/dev/null 2>&1 && ! docker info >/dev/null 2>&1; then \

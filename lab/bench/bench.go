@@ -379,22 +379,30 @@ func runCluster(ctx context.Context, o Options) (*ClusterReport, error) {
 	pub.close()
 	o.progress("  R  %4d clients  3 nodes  %s", c, rep.R)
 
-	if err := b.purge(ctx); err != nil {
+	if rep.E, rep.ECPU, err = b.measureE(ctx, o, c); err != nil {
 		return nil, err
+	}
+	o.progress("  E  %4d clients  3 nodes  %s", c, rep.E)
+	return rep, nil
+}
+
+// measureE runs E closed loop at c clients on a purged queue, and returns
+// it with its CPU per request.
+func (b *benchLab) measureE(ctx context.Context, o Options, c int) (Result, CPU, error) {
+	if err := b.purge(ctx); err != nil {
+		return Result{}, nil, err
 	}
 	client, err := newLoadClient(b.GatewayURL(), c)
 	if err != nil {
-		return nil, err
+		return Result{}, nil, err
 	}
+	defer client.close()
 	ping := newPinger(client)
-	before = cpuTimes(b.dir)
-	rep.E = ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
+	before := cpuTimes(b.dir)
+	res := ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
 		return ping.ping(ctx)
 	})
-	rep.ECPU = cpuPerOp(before, cpuTimes(b.dir), rep.E.Ops)
-	client.close()
-	o.progress("  E  %4d clients  3 nodes  %s", c, rep.E)
-	return rep, nil
+	return res, cpuPerOp(before, cpuTimes(b.dir), res.Ops), nil
 }
 
 // measureCeilings measures S (nginx's own /healthz) and P (the same gateway

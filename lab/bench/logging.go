@@ -78,20 +78,10 @@ func runLogging(ctx context.Context, o Options) ([]LoggingRow, error) {
 			if err := b.useLogging(ctx, s, &level); err != nil {
 				return nil, err
 			}
-			if err := b.purge(ctx); err != nil {
-				return nil, err
-			}
-			client, err := newLoadClient(b.GatewayURL(), c)
+			res, cpu, err := b.measureE(ctx, o, c)
 			if err != nil {
 				return nil, err
 			}
-			ping := newPinger(client)
-			before := cpuTimes(b.dir)
-			res := ClosedLoop(ctx, c, o.Warmup, o.Duration, func(ctx context.Context, _ int) error {
-				return ping.ping(ctx)
-			})
-			cpu := cpuPerOp(before, cpuTimes(b.dir), res.Ops)
-			client.close()
 			o.progress("  E  %4d clients  logging %-16s round %d  %s", c, s.Name, round+1, res)
 			rows[i].E = addResults(rows[i].E, res)
 			rows[i].CPU = addCPU(rows[i].CPU, cpu, round)

@@ -30,7 +30,8 @@ rows measured side by side mean more.
 - **The lab:** release build (no race detector), nginx access log off, the
   gateway's rate limit lifted, services at their default settings (LOG_LEVEL
   info, 2 shared publish channels, prefetch 200), one fresh broker per queue type,
-  the queue purged before each row.
+  the queue purged before each row; the E logging rows log as `+"`make run`"+`
+  does instead.
 - **Sizes:** %[17]s warm-up then %[18]s per closed-loop point, %[19]s per
   open-loop point, a drain backlog of %[20]s messages.
 

@@ -24,12 +24,19 @@ func TestMain(m *testing.M) { os.Exit(clusterLab.Close(lab.Close(m.Run()))) }
 
 // TestScenarios runs every fault against one lab, in order (each leaves
 // the lab whole for the next), and fails on any ping lost, duplicated or
-// unexpected, or a scenario's own promise broken.
+// unexpected, or a scenario's own promise broken. It runs beside
+// TestClusterScenarios: each has a lab of its own, and both spend most of
+// their time waiting for a fault to heal, not on the CPU.
+//
+// The Idempotency-Key check runs on the same lab after the scenarios, which
+// count every message in /pong as theirs or unexpected.
 func TestScenarios(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the fault suite takes a few minutes")
+	t.Parallel()
+	l := lab.Get(t)
+	if !testing.Short() { // the fault suite takes a few minutes
+		runScenarios(t, l, Scenarios())
 	}
-	runScenarios(t, lab.Get(t), Scenarios())
+	t.Run("idempotency-key", func(t *testing.T) { idempotencyKeyThroughTheLab(t, l) })
 }
 
 // TestClusterScenarios runs the cluster's faults against a lab of three
@@ -38,6 +45,7 @@ func TestClusterScenarios(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault suite takes a few minutes")
 	}
+	t.Parallel()
 	runScenarios(t, clusterLab.Get(t), ClusterScenarios())
 }
 
@@ -69,12 +77,11 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestIdempotencyKeyThroughTheLab retries one ping with one key, some of
-// the retries at the same time, through the gateway: every answer is the
-// same 202 and /pong holds the message once. The same key with another msg
-// is refused.
-func TestIdempotencyKeyThroughTheLab(t *testing.T) {
-	l := lab.Get(t)
+// idempotencyKeyThroughTheLab retries one ping with one key, some of the
+// retries at the same time, through the gateway: every answer is the same
+// 202 and /pong holds the message once. The same key with another msg is
+// refused.
+func idempotencyKeyThroughTheLab(t *testing.T, l *runner.Lab) {
 	msg := "idempotent-" + NewSuite(l, nil).run
 	publishedBefore := confirmedPublishes(t, l.ServiceURL("service01"))
 	post := func(msg string) (int, string) {
