@@ -24,14 +24,11 @@ func TestMain(m *testing.M) { os.Exit(clusterLab.Close(lab.Close(m.Run()))) }
 
 // TestScenarios runs every fault against one lab, in order (each leaves
 // the lab whole for the next), and fails on any ping lost, duplicated or
-// unexpected, or a scenario's own promise broken. It runs beside
-// TestClusterScenarios: each has a lab of its own, and both spend most of
-// their time waiting for a fault to heal, not on the CPU.
+// unexpected, or a scenario's own promise broken.
 //
 // The Idempotency-Key check runs on the same lab after the scenarios, which
 // count every message in /pong as theirs or unexpected.
 func TestScenarios(t *testing.T) {
-	t.Parallel()
 	l := lab.Get(t)
 	if !testing.Short() { // the fault suite takes a few minutes
 		runScenarios(t, l, Scenarios())
@@ -45,7 +42,6 @@ func TestClusterScenarios(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the fault suite takes a few minutes")
 	}
-	t.Parallel()
 	runScenarios(t, clusterLab.Get(t), ClusterScenarios())
 }
 
