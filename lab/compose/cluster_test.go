@@ -54,6 +54,9 @@ func TestClusterNodes(t *testing.T) {
 		if s.Hostname != name {
 			t.Errorf("%s: hostname %q, want %q (its node name is rabbit@<hostname>, as cluster.conf lists it)", name, s.Hostname, name)
 		}
+		if s.User != single.User {
+			t.Errorf("%s: user %q, want the single node's %q", name, s.User, single.User)
+		}
 		env := containerEnv(s)
 		for _, v := range []string{"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS", "RABBITMQ_DEFAULT_VHOST"} {
 			if env[v] != containerEnv(single)[v] {

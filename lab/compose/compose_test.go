@@ -132,6 +132,11 @@ func TestServices(t *testing.T) {
 	if got := mustService(t, p, "rabbitmq").Hostname; got != "rabbitmq" {
 		t.Errorf("rabbitmq: hostname = %q, want a fixed %q: the node's name and its data folder derive from it", got, "rabbitmq")
 	}
+	// As root, the healthcheck's CLI may write the Erlang cookie before the
+	// server does, owned by root, and the server dies on it (eacces).
+	if got := mustService(t, p, "rabbitmq").User; got != "rabbitmq" {
+		t.Errorf("rabbitmq: user = %q, want %q: the server, its healthcheck and docker compose exec must share one user, or a healthcheck run as root can leave an Erlang cookie the server cannot read", got, "rabbitmq")
+	}
 }
 
 func TestNoVersionKey(t *testing.T) {
