@@ -25,9 +25,6 @@ var translations = []struct {
 	{"pt-BR", "Português", "## Dois comandos"},
 }
 
-// endMark stands for the end of a page for sections.
-const endMark = "\x00end"
-
 // translatedFolders are the folders of docs/ whose every page is translated.
 var translatedFolders = []string{"tutorials", "how-to", "explanation"}
 
@@ -97,7 +94,7 @@ func TestTranslations(t *testing.T) {
 		if first == "" {
 			t.Fatalf("README.md: no sections from %q to %q; update TestTranslations with the headings that start and end the first steps", "## Two commands", "## Learn with it")
 		}
-		ownFirst := sections(ownText+"\n"+endMark, tr.firstSteps, endMark)
+		ownFirst := sections(ownText, tr.firstSteps, "")
 		if ownFirst == "" {
 			t.Errorf("docs/%s/README.md: no heading %q; translate the README's first steps under it", tr.folder, tr.firstSteps)
 		}
@@ -198,10 +195,13 @@ func linksTo(t *testing.T, page, text, target string) bool {
 }
 
 // sections returns the lines of text from the heading from up to the
-// heading to, or "" if either is missing.
+// heading to (to the end when to is ""), or "" if either is missing.
 func sections(text, from, to string) string {
 	lines := splitLines(text)
-	start, end := slices.Index(lines, from), slices.Index(lines, to)
+	start, end := slices.Index(lines, from), len(lines)
+	if to != "" {
+		end = slices.Index(lines, to)
+	}
 	if start < 0 || end < start {
 		return ""
 	}

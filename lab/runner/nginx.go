@@ -135,10 +135,7 @@ func (n *nginx) reload() error {
 	// be closed after it: wait until each has gone or is shutting down.
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		current := map[int]string{}
-		for pid, title := range n.workers() {
-			current[pid] = title
-		}
+		current := n.workers()
 		waiting := false
 		for pid := range old {
 			if title, ok := current[pid]; ok && !strings.Contains(title, "shutting down") {
