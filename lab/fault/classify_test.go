@@ -1,6 +1,7 @@
 package fault
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +79,30 @@ func TestSelect(t *testing.T) {
 	}
 	if _, err := Select([]string{"meteor"}); err == nil || !strings.Contains(err.Error(), "broker-restart") {
 		t.Errorf("Select(meteor) error = %v, want one listing the scenarios", err)
+	}
+}
+
+// TestRetainedSuffix: the pings gone from /pong may only be the log's
+// oldest; one missing after a stored one is a ping the replay skipped.
+func TestRetainedSuffix(t *testing.T) {
+	logged := []string{"a", "b", "c", "d", "e"}
+	for _, tc := range []struct {
+		name   string
+		in     []string
+		held   int
+		missed []string
+	}{
+		{"retention took a and b", []string{"c", "d", "e"}, 3, nil},
+		{"the replay skipped d", []string{"c", "e"}, 2, []string{"d"}},
+		{"nothing stored", nil, 0, nil},
+	} {
+		in := make(map[string]bool)
+		for _, msg := range tc.in {
+			in[msg] = true
+		}
+		held, missed := retainedSuffix(logged, in)
+		if held != tc.held || !slices.Equal(missed, tc.missed) {
+			t.Errorf("%s: held %d, missed %v; want %d, %v", tc.name, held, missed, tc.held, tc.missed)
+		}
 	}
 }
