@@ -41,7 +41,8 @@ func TestTutorials(t *testing.T) {
 }
 
 // eachChapter parses every chapter in docs/tutorials and runs it with run,
-// in parallel subtests named after the chapters.
+// in parallel subtests named after the chapters, and the README's "Try it"
+// as one more (readme_test.go).
 func eachChapter(t *testing.T, run func(t *testing.T, root, name string, steps []step)) {
 	root, err := runner.RepoRoot()
 	if err != nil {
@@ -68,6 +69,10 @@ func eachChapter(t *testing.T, run func(t *testing.T, root, name string, steps [
 			run(t, root, filepath.Base(path), steps)
 		})
 	}
+	t.Run("readme", func(t *testing.T) {
+		t.Parallel()
+		run(t, root, "readme", readmeSteps(t, root))
+	})
 }
 
 // chapterLab is the lab one chapter runs against.
@@ -271,7 +276,7 @@ func runCommand(t *testing.T, sh *shell, rw *rewriter, where string, s step) {
 			continue
 		}
 		if !s.eventually || time.Now().After(deadline) {
-			t.Fatalf("%s: $ %s\nexit status %d; the chapter shows:\n%s\nit printed:\n%s",
+			t.Fatalf("%s: $ %s\nexit status %d; the page shows:\n%s\nit printed:\n%s",
 				where, s.command, rc, strings.Join(s.expected, "\n"), strings.Join(got, "\n"))
 		}
 		time.Sleep(250 * time.Millisecond) // poll interval of an eventually block
