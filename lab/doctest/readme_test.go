@@ -3,6 +3,7 @@ package doctest
 import (
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -19,15 +20,7 @@ import (
 func readmeSteps(t *testing.T, root string) []step {
 	t.Helper()
 	lines := splitLines(readFile(t, filepath.Join(root, "README.md")))
-	from, to := -1, len(lines)
-	for i, l := range lines {
-		switch l {
-		case "## Try it":
-			from = i
-		case "## Learn with it":
-			to = i
-		}
-	}
+	from, to := slices.Index(lines, "## Try it"), slices.Index(lines, "## Learn with it")
 	if from < 0 || to < from {
 		t.Fatal(`README.md: no section from "## Try it" to "## Learn with it"; update readmeSteps with the headings around the first steps`)
 	}
